@@ -1,0 +1,184 @@
+"""The one decode-and-resize step shared by training and the pipeline.
+
+``decode_image(data)`` turns the bytes of any image file PIL reads into an upright RGB
+``uint8`` array whose short edge is ``short_edge`` pixels (256, as in the paper). What the
+model sees in production is what it saw in training because both call this function.
+
+- The format is decided by content, never by the file name.
+- Large JPEGs are decoded in draft mode: libjpeg scales by 1/2, 1/4 or 1/8 while
+  decoding, so a 12 MP photo is never decoded at full size.
+- EXIF orientation is applied; palette, grey, LA/RGBA (composited on white), CMYK,
+  16-bit and float images all become 8-bit RGB; animated images use their first frame.
+- A declared size above ``max_pixels`` raises ``ImageTooLarge`` before any pixel is
+  decoded (decompression bombs); anything PIL cannot decode raises ``ImageDecodeError``.
+- The long edge is rounded to a multiple of ``long_edge_multiple`` (at most a few percent
+  of aspect change) so that images of similar shape batch together, and capped at
+  ``max_long_edge`` for panoramas; very thin images are padded to ``min_edge``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Normalisation applied to the uint8 RGB array before the network (ImageNet statistics).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not an image PIL can decode (empty, truncated, HTML, SVG, ...)."""
+
+
+class ImageTooLarge(ImageDecodeError):
+    """The image declares more pixels than allowed (a decompression bomb guard)."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    short_edge: int = 256
+    long_edge_multiple: int = 32
+    max_long_edge: int = 2048
+    min_edge: int = 32
+    max_pixels: int = 100_000_000
+    background: tuple[int, int, int] = (255, 255, 255)
+
+
+DEFAULT_PREPROCESS = PreprocessConfig()
+
+
+def target_size(width: int, height: int, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> tuple[int, int]:
+    """(width, height) after resizing: short edge ``cfg.short_edge``, aspect kept up to
+    rounding the long edge, long edge capped."""
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"image has no pixels ({width}x{height})")
+    short, long_ = (width, height) if width <= height else (height, width)
+    scale = cfg.short_edge / short
+    new_long = long_ * scale
+    if new_long > cfg.max_long_edge:
+        scale = cfg.max_long_edge / long_
+        new_long = cfg.max_long_edge
+    new_short = max(1, round(short * scale))
+    m = cfg.long_edge_multiple
+    new_long = max(m, int(round(new_long / m)) * m) if m > 1 else max(1, round(new_long))
+    new_long = min(new_long, cfg.max_long_edge)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        if mode.startswith("I;16") or (mode == "I" and hi > 255):
+            arr = arr / 257.0 if hi > 255 else arr
+        elif mode == "F" and hi <= 1.0 and lo >= 0.0:
+            arr = arr * 255.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+    if mode in ("LA", "La", "PA", "RGBa"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode == "RGBA":
+        canvas = Image.new("RGB", img.size, background)
+        canvas.paste(img, mask=img.getchannel("A"))
+        return canvas
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def open_image(data: bytes, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> Image.Image:
+    """Open ``data`` and check its declared size, without decoding pixels."""
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check below replaces PIL's warning; PIL still raises
+            # DecompressionBombError past twice its own limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(str(e)) from e
+    except UnidentifiedImageError as e:
+        raise ImageDecodeError(f"not a recognised image format ({_sniff(data)})") from e
+    except Exception as e:  # PIL raises many types on malformed headers
+        raise ImageDecodeError(f"unreadable image header: {type(e).__name__}: {e}") from e
+    w, h = img.size
+    if w * h > cfg.max_pixels:
+        raise ImageTooLarge(f"image declares {w}x{h} = {w * h} pixels, more than the limit {cfg.max_pixels}")
+    if w <= 0 or h <= 0:
+        raise ImageDecodeError(f"image has no pixels ({w}x{h})")
+    return img
+
+
+def _sniff(data: bytes) -> str:
+    head = data[:64].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "looks like an HTML page"
+    if head.startswith(b"<?xml") or head.startswith(b"<svg"):
+        return "looks like XML/SVG, which is not decoded"
+    if head[:1] in (b"{", b"["):
+        return "looks like JSON"
+    return f"first bytes {data[:8]!r}"
+
+
+def decode_image(data: bytes, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """Bytes of an image file -> upright RGB ``uint8`` array (H, W, 3), short edge
+    ``cfg.short_edge``. Raises ``ImageDecodeError`` / ``ImageTooLarge``."""
+    img = open_image(data, cfg)
+    try:
+        w, h = img.size
+        tw, th = target_size(w, h, cfg)
+        if img.format == "JPEG":
+            # libjpeg decodes at 1/2, 1/4, 1/8 scale, never below the requested size.
+            img.draft("RGB", (tw, th))
+        img = ImageOps.exif_transpose(img)  # loads pixels (first frame of animations)
+        img = _to_rgb(img, cfg.background)
+        w, h = img.size
+        tw, th = target_size(w, h, cfg)
+        if (w, h) != (tw, th):
+            img = img.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        arr = np.asarray(img, dtype=np.uint8)
+    except (ImageDecodeError, MemoryError):
+        raise
+    except Exception as e:  # truncated data, corrupt streams, codec errors
+        raise ImageDecodeError(f"cannot decode image: {type(e).__name__}: {e}") from e
+    finally:
+        img.close()
+    return pad_to_min_edge(arr, cfg)
+
+
+def pad_to_min_edge(arr: np.ndarray, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """Pad a very thin image (a 1x20000 strip) with the background colour so that the
+    network's strided layers still see at least ``cfg.min_edge`` pixels."""
+    h, w = arr.shape[:2]
+    if h >= cfg.min_edge and w >= cfg.min_edge:
+        return arr
+    out = np.empty((max(h, cfg.min_edge), max(w, cfg.min_edge), 3), dtype=np.uint8)
+    out[...] = np.asarray(cfg.background, dtype=np.uint8)
+    out[:h, :w] = arr
+    return out
+
+
+def to_tensor(images):
+    """uint8 (H, W, 3) array, or a list of same-shape arrays -> normalised float tensor
+    (N, 3, H, W) in channels_last memory format."""
+    import torch
+
+    if isinstance(images, np.ndarray):
+        images = [images]
+    batch = torch.from_numpy(np.stack(images))  # N, H, W, 3 uint8
+    x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+

@@ -1,0 +1,138 @@
+"""The paper's multi-scale regions: a 5x5 and a 3x3 grid, 34 regions in all.
+
+Region order everywhere (labels, model outputs, manifests): the 25 cells of the 5x5 grid
+row by row, then the 9 cells of the 3x3 grid row by row.
+
+A region is text (1) when the area of text boxes inside it is at least ``min_fraction``
+(1 %) of the region's area; a region with less text but at least that much "ignore" area
+(illegible text) is neither (-1, left out of losses); every other region is background (0).
+An image is text when any region is (logical OR); its score is the largest region
+probability.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+GRIDS: tuple[int, ...] = (5, 3)
+NUM_REGIONS: int = sum(g * g for g in GRIDS)  # 34
+MIN_TEXT_FRACTION: float = 0.01
+IGNORE: int = -1
+
+
+def region_rects(width: float, height: float, grids: Sequence[int] = GRIDS) -> np.ndarray:
+    """(NUM_REGIONS, 4) array of ``x0, y0, x1, y1`` rectangles in image coordinates."""
+    rects = []
+    for g in grids:
+        xs = np.linspace(0.0, width, g + 1)
+        ys = np.linspace(0.0, height, g + 1)
+        for r in range(g):
+            for c in range(g):
+                rects.append((xs[c], ys[r], xs[c + 1], ys[r + 1]))
+    return np.asarray(rects, dtype=np.float64)
+
+
+def polygon_area(points: np.ndarray) -> float:
+    """Area of a simple polygon given as an (N, 2) array (shoelace formula)."""
+    if len(points) < 3:
+        return 0.0
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def _clip_half_plane(points: list, axis: int, bound: float, keep_greater: bool) -> list:
+    """One Sutherland-Hodgman pass: keep the part of a polygon on one side of a line."""
+    if not points:
+        return points
+
+    def inside(p):
+        return p[axis] >= bound if keep_greater else p[axis] <= bound
+
+    out = []
+    prev = points[-1]
+    for cur in points:
+        if inside(cur):
+            if not inside(prev):
+                out.append(_intersect(prev, cur, axis, bound))
+            out.append(cur)
+        elif inside(prev):
+            out.append(_intersect(prev, cur, axis, bound))
+        prev = cur
+    return out
+
+
+def _intersect(p, q, axis: int, bound: float):
+    t = (bound - p[axis]) / (q[axis] - p[axis])
+    return (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]))
+
+
+def clipped_area(polygon: np.ndarray, rect: Sequence[float]) -> float:
+    """Area of the part of ``polygon`` ((N, 2) array) inside ``rect`` (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = rect
+    pts = [tuple(p) for p in np.asarray(polygon, dtype=np.float64)]
+    pts = _clip_half_plane(pts, 0, x0, True)
+    pts = _clip_half_plane(pts, 0, x1, False)
+    pts = _clip_half_plane(pts, 1, y0, True)
+    pts = _clip_half_plane(pts, 1, y1, False)
+    return polygon_area(np.asarray(pts)) if len(pts) >= 3 else 0.0
+
+
+def as_polygons(boxes: Iterable[Sequence[float]]) -> list[np.ndarray]:
+    """Boxes as flat ``x1, y1, ..., xn, yn`` lists -> (n, 2) arrays. Degenerate boxes are dropped."""
+    polys = []
+    for box in boxes:
+        pts = np.asarray(box, dtype=np.float64).reshape(-1, 2)
+        if len(pts) >= 3 and np.all(np.isfinite(pts)):
+            polys.append(pts)
+    return polys
+
+
+def covered_fractions(polygons: Sequence[np.ndarray], width: float, height: float) -> np.ndarray:
+    """Fraction of each region's area covered by the polygons (areas of overlapping
+    polygons add up, capped at 1)."""
+    rects = region_rects(width, height)
+    areas = (rects[:, 2] - rects[:, 0]) * (rects[:, 3] - rects[:, 1])
+    covered = np.zeros(len(rects))
+    for poly in polygons:
+        bx0, by0 = poly.min(axis=0)
+        bx1, by1 = poly.max(axis=0)
+        for i, rect in enumerate(rects):
+            if bx1 <= rect[0] or bx0 >= rect[2] or by1 <= rect[1] or by0 >= rect[3]:
+                continue
+            covered[i] += clipped_area(poly, rect)
+    return np.minimum(covered / np.maximum(areas, 1e-12), 1.0)
+
+
+def region_labels(
+    boxes: Iterable[Sequence[float]],
+    width: float,
+    height: float,
+    ignore: Iterable[Sequence[float]] = (),
+    min_fraction: float = MIN_TEXT_FRACTION,
+) -> np.ndarray:
+    """Labels of the 34 regions: 1 text, 0 background, -1 (``IGNORE``) neither."""
+    text = covered_fractions(as_polygons(boxes), width, height)
+    labels = (text >= min_fraction).astype(np.int64)
+    ignored = as_polygons(ignore)
+    if ignored:
+        dont_care = covered_fractions(ignored, width, height) >= min_fraction
+        labels[(labels == 0) & dont_care] = IGNORE
+    return labels
+
+
+def image_score(region_probs):
+    """Image-level score = max over regions (the paper's logical OR). Works on numpy
+    arrays and torch tensors of shape (..., NUM_REGIONS)."""
+    return region_probs.max(-1) if isinstance(region_probs, np.ndarray) else region_probs.amax(-1)
+
+
+def split_grids(values) -> dict[str, list]:
+    """Region values as nested lists per grid: {"5x5": [[...] * 5] * 5, "3x3": ...}."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    out, start = {}, 0
+    for g in GRIDS:
+        out[f"{g}x{g}"] = flat[start:start + g * g].reshape(g, g).round(4).tolist()
+        start += g * g
+    return out
