@@ -70,17 +70,20 @@ def target_size(width: int, height: int, cfg: PreprocessConfig = DEFAULT_PREPROC
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
-def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+def to_rgb(img: Image.Image, background: tuple[int, int, int] = DEFAULT_PREPROCESS.background) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (alpha composited on ``background``, 16-bit scaled)."""
     mode = img.mode
     if mode == "RGB":
         return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(np.min(arr)), float(np.max(arr))
-        if mode.startswith("I;16") or (mode == "I" and hi > 255):
-            arr = arr / 257.0 if hi > 255 else arr
-        elif mode == "F" and hi <= 1.0 and lo >= 0.0:
-            arr = arr * 255.0
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        hi = float(arr.max()) if arr.size else 0.0
+        if mode == "F" and hi <= 1.0:
+            arr = arr * 255.0  # float images in [0, 1]
+        elif hi > 65535:
+            arr = arr * (255.0 / hi)
+        elif hi > 255 or mode.startswith("I;16"):
+            arr = arr / 257.0  # 16-bit range
         arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     if mode == "P":
@@ -142,19 +145,27 @@ def decode_image(data: bytes, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.
             # libjpeg decodes at 1/2, 1/4, 1/8 scale, never below the requested size.
             img.draft("RGB", (tw, th))
         img = ImageOps.exif_transpose(img)  # loads pixels (first frame of animations)
-        img = _to_rgb(img, cfg.background)
-        w, h = img.size
-        tw, th = target_size(w, h, cfg)
-        if (w, h) != (tw, th):
-            img = img.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        arr = np.asarray(img, dtype=np.uint8)
+        return resize_image(img, cfg)
     except (ImageDecodeError, MemoryError):
         raise
     except Exception as e:  # truncated data, corrupt streams, codec errors
         raise ImageDecodeError(f"cannot decode image: {type(e).__name__}: {e}") from e
     finally:
         img.close()
-    return pad_to_min_edge(arr, cfg)
+
+
+def resize_image(img: Image.Image, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """The part of ``decode_image`` after decoding: an upright PIL image of any mode ->
+    RGB ``uint8`` array (H, W, 3) at ``target_size``, padded to ``cfg.min_edge``.
+
+    Training calls this on augmented images (whose box coordinates it transformed itself),
+    so the resize the model learns from is the one the pipeline applies."""
+    img = to_rgb(img, cfg.background)
+    w, h = img.size
+    tw, th = target_size(w, h, cfg)
+    if (w, h) != (tw, th):
+        img = img.resize((tw, th), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return pad_to_min_edge(np.asarray(img, dtype=np.uint8), cfg)
 
 
 def pad_to_min_edge(arr: np.ndarray, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:

@@ -1,0 +1,58 @@
+"""Command-line options of the filter, as a Beam ``PipelineOptions`` subclass."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES_DIR = os.path.join(REPO_ROOT, "samples")
+
+
+def _json_dict(text: str) -> dict:
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError('storage options must be a JSON object of objects, e.g. {"gs": {"token": "anon"}}')
+    return value
+
+
+class TextFilterOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        io = parser.add_argument_group("inputs and outputs")
+        io.add_argument(
+            "--input", action="append", default=None,
+            help="Image file, folder, glob or fsspec URL (gs://bucket/dir/*.jpg, https://...). "
+                 "Repeatable. Default: the shipped samples/ folder.")
+        io.add_argument(
+            "--input_list", action="append", default=None,
+            help="Text file (local or URL) with one image URI a line. Repeatable.")
+        io.add_argument(
+            "--output", default="textfilter-out",
+            help="Folder or fsspec URL for text*.jsonl, non_text*.jsonl, failed*.jsonl and summary.json.")
+        io.add_argument(
+            "--storage_options", type=_json_dict, default={},
+            help='JSON: per-protocol fsspec options, e.g. \'{"gs": {"project": "p"}}\'.')
+        io.add_argument(
+            "--ocr_inbox", default=None,
+            help="Also copy every text image into this folder or bucket (safe, collision-free names).")
+        io.add_argument(
+            "--records_per_shard", type=int, default=50_000,
+            help="Manifest lines per output shard.")
+
+        model = parser.add_argument_group("model and decision")
+        model.add_argument(
+            "--model_path", default=None,
+            help="Student checkpoint (local or URL). Default: the weights shipped in model/weights/.")
+        model.add_argument(
+            "--threshold", type=float, default=None,
+            help="Image score at or above which an image is text. Default: the threshold stored with the weights.")
+        model.add_argument("--batch_size", type=int, default=32, help="Largest inference batch.")
+        model.add_argument("--num_threads", type=int, default=1, help="torch threads per worker process.")
+
+        limits = parser.add_argument_group("limits and retries")
+        limits.add_argument("--max_bytes", type=int, default=50 * 1024 * 1024, help="Largest input file read.")
+        limits.add_argument("--max_pixels", type=int, default=100_000_000, help="Largest declared image size.")
+        limits.add_argument("--read_retries", type=int, default=3, help="Retries of a transient read error.")

@@ -1,0 +1,50 @@
+"""The records the pipeline writes. Every input URI ends in exactly one of them."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from model.regions import image_score, split_grids
+from pipeline.uris import redact_text, redact_uri
+
+TEXT = "text"
+NON_TEXT = "non_text"
+FAILED = "failed"
+ROUTES = (TEXT, NON_TEXT, FAILED)
+
+# Stages at which an input can fail.
+STAGE_READ = "read"
+STAGE_DECODE = "decode"
+STAGE_INFERENCE = "inference"
+STAGE_OCR_SINK = "ocr_sink"
+
+
+def decided_record(uri: str, region_probs: np.ndarray, threshold: float) -> dict:
+    """A text or non-text decision: score = max region probability (logical OR)."""
+    score = float(image_score(np.asarray(region_probs)))
+    grids = split_grids(region_probs)
+    return {
+        "uri": uri,
+        "label": TEXT if score >= threshold else NON_TEXT,
+        "score": round(score, 6),
+        "threshold": threshold,
+        "regions_5x5": grids["5x5"],
+        "regions_3x3": grids["3x3"],
+    }
+
+
+def failed_record(uri: str, stage: str, error: BaseException | str, error_type: Optional[str] = None) -> dict:
+    """A dead letter: the URI (secrets redacted), the stage and a readable reason."""
+    if isinstance(error, BaseException):
+        error_type = error_type or type(error).__name__
+        error = str(error) or error_type
+    first_line = (str(error).strip().splitlines() or [""])[0][:500]
+    return {
+        "uri": redact_uri(uri),
+        "label": FAILED,
+        "stage": stage,
+        "error_type": error_type or "Error",
+        "error": redact_text(first_line, uri),
+    }

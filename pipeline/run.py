@@ -1,0 +1,193 @@
+"""The filter's main job.
+
+    python -m pipeline.run                                # the shipped samples
+    python -m pipeline.run --input 'gs://bucket/crawl/*.jpg' --output gs://bucket/out \
+        --runner DataflowRunner --setup_file ./setup.py ...
+
+Every input URI ends in exactly one of ``text``, ``non_text`` and ``failed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from model.preprocessing import DEFAULT_PREPROCESS
+from model.registry import read_checkpoint
+from pipeline.handler import default_model_path, read_model_bytes
+from pipeline.io import ReadConfig, ReadImageUris
+from pipeline.options import SAMPLES_DIR, TextFilterOptions
+from pipeline.records import FAILED, NON_TEXT, ROUTES, TEXT
+from pipeline.sinks import OcrInbox, WriteJsonLines, write_atomically
+from pipeline.transforms import NAMESPACE, FilterImages
+from pipeline.uris import filesystem, join
+
+log = logging.getLogger("textfilter")
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterConfig:
+    """Everything ``build_pipeline`` needs, resolved from the options."""
+
+    inputs: tuple[str, ...]
+    input_lists: tuple[str, ...]
+    output: str
+    threshold: float
+    model_path: Optional[str]
+    read: ReadConfig
+    ocr_inbox: Optional[str] = None
+    batch_size: int = 32
+    num_threads: int = 1
+    max_pixels: int = DEFAULT_PREPROCESS.max_pixels
+    records_per_shard: int = 50_000
+
+
+def stored_threshold(model_path: Optional[str], storage_options=None) -> float:
+    """The decision threshold saved with the student's weights (chosen on dev)."""
+    path = model_path or default_model_path()
+    try:
+        data = read_model_bytes(path, storage_options)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"student weights not found at {path}; pass --model_path or train them (see MODEL.md)"
+        ) from e
+    meta = read_checkpoint(data).get("meta") or {}
+    if "threshold" not in meta:
+        return 0.5
+    return float(meta["threshold"])
+
+
+def config_from_options(options: PipelineOptions) -> FilterConfig:
+    o = options.view_as(TextFilterOptions)
+    inputs = tuple(o.input or ())
+    input_lists = tuple(o.input_list or ())
+    if not inputs and not input_lists:
+        inputs = (SAMPLES_DIR,)
+    for list_file in input_lists:
+        fs, path = filesystem(list_file, o.storage_options)
+        if not fs.isfile(path):
+            raise FileNotFoundError(f"--input_list {list_file} does not exist")
+    read = ReadConfig(max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options)
+    threshold = o.threshold if o.threshold is not None else stored_threshold(o.model_path, o.storage_options)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"--threshold must be between 0 and 1, got {threshold}")
+    return FilterConfig(
+        inputs=inputs, input_lists=input_lists, output=o.output, threshold=threshold, model_path=o.model_path,
+        read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
+        max_pixels=o.max_pixels, records_per_shard=o.records_per_shard,
+    )
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig) -> dict:
+    """Add the filter to ``pipeline``; returns the text/non_text/failed record PCollections."""
+    preprocess = dataclasses.replace(DEFAULT_PREPROCESS, max_pixels=config.max_pixels)
+    uris = pipeline | "ReadUris" >> ReadImageUris(config.inputs, config.input_lists, config.read.storage_options)
+    routes = uris | "Filter" >> FilterImages(
+        config.threshold, config.model_path, read_config=config.read, preprocess=preprocess,
+        num_threads=config.num_threads, max_batch_size=config.batch_size,
+    )
+    text, failed = routes[TEXT], routes[FAILED]
+    if config.ocr_inbox:
+        text, inbox_failed = text | "OcrInbox" >> OcrInbox(config.ocr_inbox, config.read)
+        failed = (failed, inbox_failed) | "WithInboxFailures" >> beam.Flatten()
+    outputs = {TEXT: text, NON_TEXT: routes[NON_TEXT], FAILED: failed}
+    for route, records in outputs.items():
+        records | f"Write_{route}" >> WriteJsonLines(
+            join(config.output, route), config.read.storage_options, config.records_per_shard
+        )
+    return outputs
+
+
+def metric_counts(result) -> Optional[dict[str, int]]:
+    """Counts per route from the pipeline's metrics, or None where the runner gives none."""
+    try:
+        counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    except Exception:  # noqa: BLE001 - some runners report no metrics
+        return None
+    if not counters:
+        return None
+    totals: dict[str, int] = {}
+    for m in counters:
+        value = m.committed if m.committed is not None else m.attempted
+        totals[m.key.metric.name] = totals.get(m.key.metric.name, 0) + (value or 0)
+    return {
+        TEXT: totals.get(TEXT, 0) - totals.get("failed_ocr_sink", 0),
+        NON_TEXT: totals.get(NON_TEXT, 0),
+        FAILED: sum(v for k, v in totals.items() if k.startswith("failed_")),
+    }
+
+
+def manifest_counts(config: FilterConfig) -> dict[str, int]:
+    """Counts per route from the written manifests (for runners without metrics)."""
+    counts = {}
+    for route in ROUTES:
+        fs, prefix = filesystem(join(config.output, route), config.read.storage_options)
+        counts[route] = 0
+        for shard in fs.glob(prefix + "-*-of-*.jsonl"):
+            with fs.open(shard, "rb") as f:
+                counts[route] += sum(1 for line in f if line.strip())
+    return counts
+
+
+def summarize(config: FilterConfig, counts: dict, seconds: float) -> dict:
+    total = sum(counts.values())
+    return {
+        "images": total,
+        **{route: counts.get(route) for route in ROUTES},
+        "seconds": round(seconds, 3),
+        "images_per_second": round(total / seconds, 2) if total and seconds > 0 else None,
+        "threshold": config.threshold,
+        "outputs": {route: join(config.output, f"{route}-*.jsonl") for route in ROUTES},
+    }
+
+
+def summary_line(summary: dict) -> str:
+    return (
+        f"textfilter: {summary['images']} images -> {summary[TEXT]} text, {summary[NON_TEXT]} non_text, "
+        f"{summary[FAILED]} failed in {summary['seconds']:.1f} s ({summary['images_per_second'] or 0:.1f} img/s); "
+        f"outputs: {', '.join(summary['outputs'].values())}"
+    )
+
+
+def run(argv=None, save_main_session: bool = True, test_pipeline=None) -> dict:
+    """Run the filter; returns the run summary (also written to OUTPUT/summary.json)."""
+    options = PipelineOptions(argv)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    standard = options.view_as(StandardOptions)
+    if test_pipeline is None and standard.runner is None:
+        standard.runner = "FnApiRunner"  # runs offline; DirectRunner would try Prism first
+    config = config_from_options(options)
+    start = time.perf_counter()
+    pipeline = test_pipeline or beam.Pipeline(options=options)
+    build_pipeline(pipeline, config)
+    result = pipeline.run()
+    result.wait_until_finish()
+    seconds = time.perf_counter() - start
+    counts = metric_counts(result) or manifest_counts(config)
+    summary = summarize(config, counts, seconds)
+    write_atomically(
+        join(config.output, "summary.json"), json.dumps(summary, indent=2).encode("utf-8"), config.read.storage_options
+    )
+    print(summary_line(summary))
+    return summary
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(argv)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"textfilter: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

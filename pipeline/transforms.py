@@ -1,0 +1,118 @@
+"""The filter's transforms: read + decode, RunInference with the student, routing.
+
+``FilterImages`` is the whole decision as one composite transform: URIs in, a dict of
+three PCollections out (``text``, ``non_text``, ``failed``) that together hold every input
+URI exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image
+from pipeline.handler import StudentModelHandler
+from pipeline.io import ReadConfig, read_bytes
+from pipeline.records import (
+    FAILED, NON_TEXT, STAGE_DECODE, STAGE_INFERENCE, STAGE_READ, TEXT, decided_record, failed_record,
+)
+
+NAMESPACE = "textfilter"
+
+
+class ReadAndDecodeFn(beam.DoFn):
+    """uri -> (uri, uint8 RGB array resized to the model's input), or a failed record."""
+
+    def __init__(self, read_config: ReadConfig = ReadConfig(), preprocess: PreprocessConfig = DEFAULT_PREPROCESS):
+        self.read_config = read_config
+        self.preprocess = preprocess
+        self.bytes_read = Metrics.counter(NAMESPACE, "bytes_read")
+        self.decoded = Metrics.counter(NAMESPACE, "decoded")
+        self.failed_read = Metrics.counter(NAMESPACE, "failed_read")
+        self.failed_decode = Metrics.counter(NAMESPACE, "failed_decode")
+
+    def process(self, uri: str):
+        # A bad input never stops the pipeline: every exception becomes a dead letter.
+        try:
+            data = read_bytes(uri, self.read_config)
+        except Exception as e:  # noqa: BLE001
+            self.failed_read.inc()
+            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_READ, e))
+            return
+        self.bytes_read.inc(len(data))
+        try:
+            image = decode_image(data, self.preprocess)
+        except Exception as e:  # noqa: BLE001 - ImageDecodeError, ImageTooLarge, MemoryError, ...
+            self.failed_decode.inc()
+            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_DECODE, e))
+            return
+        self.decoded.inc()
+        yield uri, image
+
+
+class RouteByScoreFn(beam.DoFn):
+    """(uri, PredictionResult) -> a decided record on the ``text`` or ``non_text`` output."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.counters = {route: Metrics.counter(NAMESPACE, route) for route in (TEXT, NON_TEXT)}
+        self.scores = Metrics.distribution(NAMESPACE, "score_permille")
+
+    def process(self, keyed_result):
+        uri, result = keyed_result
+        record = decided_record(uri, result.inference, self.threshold)
+        self.counters[record["label"]].inc()
+        self.scores.update(int(round(record["score"] * 1000)))
+        yield beam.pvalue.TaggedOutput(record["label"], record)
+
+
+def inference_failures(dead_letter) -> list:
+    """Failed RunInference batches, (batch of (uri, array), error), -> one failed record per URI."""
+    batch, error = dead_letter
+    if isinstance(error, tuple):  # (exception type, message, traceback) from Beam's DLQ
+        error_type = getattr(error[0], "__name__", str(error[0]))
+        message = str(error[1]) if len(error) > 1 else error_type
+    else:
+        error_type, message = type(error).__name__, str(error)
+    examples = batch if isinstance(batch, list) else [batch]
+    return [failed_record(uri, STAGE_INFERENCE, message, error_type) for uri, _ in examples]
+
+
+class FilterImages(beam.PTransform):
+    """URIs -> {"text": records, "non_text": records, "failed": records}."""
+
+    def __init__(
+        self,
+        threshold: float,
+        model_path: Optional[str] = None,
+        *,
+        read_config: ReadConfig = ReadConfig(),
+        preprocess: PreprocessConfig = DEFAULT_PREPROCESS,
+        num_threads: int = 1,
+        max_batch_size: int = 32,
+    ):
+        super().__init__()
+        self.threshold = threshold
+        self.read_config = read_config
+        self.preprocess = preprocess
+        self.handler = KeyedModelHandler(
+            StudentModelHandler(
+                model_path,
+                num_threads=num_threads,
+                storage_options=read_config.storage_options,
+                max_batch_size=max_batch_size,
+            )
+        )
+
+    def expand(self, uris):
+        decoded = uris | "ReadAndDecode" >> beam.ParDo(
+            ReadAndDecodeFn(self.read_config, self.preprocess)
+        ).with_outputs(FAILED, main="images")
+        predictions, dead = decoded.images | "RunInference" >> RunInference(self.handler).with_exception_handling()
+        routed = predictions | "Route" >> beam.ParDo(RouteByScoreFn(self.threshold)).with_outputs(TEXT, NON_TEXT)
+        failed_inference = dead.failed_inferences | "InferenceFailures" >> beam.FlatMap(inference_failures)
+        failed = (decoded[FAILED], failed_inference) | "AllFailed" >> beam.Flatten()
+        return {TEXT: routed[TEXT], NON_TEXT: routed[NON_TEXT], FAILED: failed}

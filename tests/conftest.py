@@ -1,0 +1,70 @@
+"""Shared fixtures: a small student checkpoint and folders of real image files."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = os.path.join(REPO, "samples")
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+@pytest.fixture(scope="session")
+def student_checkpoint(tmp_path_factory) -> str:
+    """A randomly initialised student with a stored threshold (pipeline tests must not
+    depend on what the shipped weights decide)."""
+    from model import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "student.pt"
+    save_checkpoint(path, build_model("student"), {"threshold": 0.5})
+    return str(path)
+
+
+def image_bytes(fmt: str, size=(64, 48), mode="RGB", color=(200, 30, 30), **save_kwargs) -> bytes:
+    img = Image.new(mode, size, color if mode in ("RGB", "RGBA") else 128)
+    if mode in ("RGB", "RGBA"):
+        arr = np.asarray(img).copy()
+        arr[: size[1] // 2, : size[0] // 2] = 20  # some structure
+        img = Image.fromarray(arr, mode)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **save_kwargs)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def mixed_folder(tmp_path) -> dict:
+    """A folder of real image files of several formats plus broken ones.
+    Returns {"dir": path, "good": [paths], "bad": [paths]}."""
+    d = tmp_path / "mixed"
+    d.mkdir()
+    good = []
+    for name in sorted(os.listdir(SAMPLES))[:4]:
+        shutil.copy(os.path.join(SAMPLES, name), d / name)
+        good.append(str(d / name))
+    files = {
+        "photo.png": image_bytes("PNG", (300, 200)),
+        "photo.webp": image_bytes("WEBP", (200, 300)),
+        "anim.gif": image_bytes("GIF", (120, 90), mode="P"),
+        "gray.jpg": image_bytes("JPEG", (400, 256), mode="L"),
+        "no_extension": image_bytes("JPEG", (256, 256)),
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+        good.append(str(d / name))
+    bad = {
+        "empty.jpg": b"",
+        "notes.jpg": b"this is a text file, not an image\n",
+        "page.jpg": b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
+        "truncated.jpg": image_bytes("JPEG", (300, 300))[:200],
+    }
+    for name, data in bad.items():
+        (d / name).write_bytes(data)
+    return {"dir": str(d), "good": good, "bad": [str(d / n) for n in bad]}

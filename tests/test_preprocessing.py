@@ -1,0 +1,149 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.preprocessing import (
+    DEFAULT_PREPROCESS, ImageDecodeError, ImageTooLarge, PreprocessConfig, decode_image, target_size, to_tensor,
+)
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG header that declares a huge image (no real pixel data): a decompression bomb."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def gradient(w=400, h=300):
+    x = np.linspace(0, 255, w, dtype=np.uint8)[None, :, None]
+    return np.broadcast_to(x, (h, w, 3)).copy()
+
+
+@pytest.mark.parametrize("size,expected", [
+    ((400, 300), (352, 256)),   # 341.3 -> rounded to a multiple of 32
+    ((300, 400), (256, 352)),
+    ((256, 256), (256, 256)),
+    ((1920, 1080), (448, 256)),
+    ((20000, 1), (2048, 1)),    # long edge capped
+])
+def test_target_size(size, expected):
+    assert target_size(*size) == expected
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "LA", "CMYK", "1", "I;16", "I", "F"])
+def test_every_mode_becomes_rgb_uint8(mode):
+    base = Image.fromarray(gradient())
+    if mode in ("I;16", "I", "F"):
+        arr = (np.asarray(base.convert("L"), dtype=np.float64) * 257).astype(np.uint16)
+        img = Image.fromarray(arr.astype(np.uint16 if mode == "I;16" else (np.int32 if mode == "I" else np.float32)))
+        fmt = "PNG" if mode == "I;16" else "TIFF"
+    else:
+        img = base.convert(mode)
+        fmt = {"CMYK": "JPEG", "LA": "PNG", "RGBA": "PNG", "1": "PNG", "P": "PNG", "L": "PNG", "RGB": "PNG"}[mode]
+    out = decode_image(encode(img, fmt))
+    assert out.dtype == np.uint8 and out.shape == (256, 352, 3)
+    # the gradient survives: left darker than right
+    assert out[:, :40].mean() < out[:, -40:].mean() - 100
+
+
+def test_sixteen_bit_png_uses_full_range():
+    arr = np.full((300, 400), 65535, np.uint16)
+    arr[:, :200] = 0
+    out = decode_image(encode(Image.fromarray(arr), "PNG"))
+    assert out[:, :100].max() == 0 and out[:, -100:].min() == 255
+
+
+def test_transparency_is_composited_on_white():
+    rgba = np.zeros((300, 400, 4), np.uint8)  # fully transparent black
+    out = decode_image(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert out.min() == 255
+    pal = Image.new("P", (300, 300), 0)
+    pal.putpalette([0, 0, 0] * 256)
+    out = decode_image(encode(pal, "PNG", transparency=0))
+    assert out.min() == 255
+
+
+def test_exif_orientation_is_applied():
+    arr = gradient(400, 300)  # landscape: dark left, bright right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    data = encode(Image.fromarray(arr), "JPEG", exif=exif.tobytes())
+    out = decode_image(data)
+    assert out.shape == (352, 256, 3)  # portrait after orientation
+    assert out[:40].mean() < out[-40:].mean() - 100  # dark at the top
+
+
+def test_large_jpeg_is_decoded_in_draft_mode(monkeypatch):
+    big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
+    data = encode(big, "JPEG", quality=70)
+    seen = []
+    original = Image.Image.resize
+
+    def spy(self, size, *a, **kw):
+        seen.append(self.size)
+        return original(self, size, *a, **kw)
+
+    monkeypatch.setattr(Image.Image, "resize", spy)
+    out = decode_image(data)
+    assert out.shape == (256, 352, 3)
+    assert seen and seen[0][0] <= 1000, f"decoded at {seen[0]}, not near the target size"
+
+
+def test_animated_gif_uses_first_frame():
+    frames = [Image.new("RGB", (200, 150), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    out = decode_image(buf.getvalue())
+    assert out[..., 0].mean() > 200 and out[..., 2].mean() < 50
+
+
+def test_thin_image_is_padded_to_min_edge():
+    out = decode_image(encode(Image.new("RGB", (20000, 1), (0, 0, 0)), "PNG"))
+    assert out.shape == (32, 2048, 3)
+    assert out[0].max() == 0 and out[-1].min() == 255  # padding is the background colour
+
+
+def test_decompression_bombs_are_refused():
+    with pytest.raises(ImageTooLarge):
+        decode_image(png_declaring(100_000, 100_000))  # past PIL's own hard limit
+    with pytest.raises(ImageTooLarge, match="more than the limit"):
+        decode_image(png_declaring(12_000, 10_000))  # past ours (100 MP)
+    with pytest.raises(ImageTooLarge):
+        decode_image(encode(Image.new("RGB", (400, 300)), "PNG"), PreprocessConfig(max_pixels=1000))
+
+
+@pytest.mark.parametrize("data,match", [
+    (b"", "empty"),
+    (b"<!DOCTYPE html><html>Not found</html>", "HTML"),
+    (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
+    (b"hello world", "not a recognised image"),
+])
+def test_non_images_raise_clear_errors(data, match):
+    with pytest.raises(ImageDecodeError, match=match):
+        decode_image(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_files_raise_decode_error(fmt):
+    data = encode(Image.fromarray(gradient()), fmt)
+    with pytest.raises(ImageDecodeError):
+        decode_image(data[: len(data) // 3])
+
+
+def test_to_tensor_normalises_and_is_channels_last():
+    x = to_tensor([np.zeros((256, 320, 3), np.uint8), np.full((256, 320, 3), 255, np.uint8)])
+    assert x.shape == (2, 3, 256, 320)
+    assert x.is_contiguous(memory_format=__import__("torch").channels_last)
+    assert x[0].mean() < -1.5 and x[1].mean() > 1.5
+    assert DEFAULT_PREPROCESS.short_edge == 256
