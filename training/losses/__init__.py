@@ -1,0 +1,72 @@
+"""Training losses: small ``nn.Module``s, computed outside the models' ``forward``.
+
+Every loss is called as ``loss(student, batch, teacher=None)``: ``student`` and ``teacher``
+are ``model.heads.RegionOutput``s (region logits and mapped region features), ``batch`` a
+``training.data.Batch`` (region labels). A loss that needs the teacher's outputs sets
+``needs_teacher = True``, so the training loop runs the teacher only when some loss uses it.
+
+``LOSSES`` maps a name to its class; ``register_loss`` adds one, and ``build_objective``
+composes weighted terms from the config (``"hard:1.0"``, ``"kd:1.0"``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+LOSSES: dict[str, type[nn.Module]] = {}
+
+
+def register_loss(name: str):
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        LOSSES[name] = cls
+        cls.loss_name = name
+        return cls
+
+    return decorator
+
+
+def parse_term(spec: str) -> tuple[str, float]:
+    """``"name:weight"`` (weight defaults to 1) -> (name, weight)."""
+    name, _, weight = spec.partition(":")
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
+    return name, float(weight) if weight else 1.0
+
+
+class Objective(nn.Module):
+    """Weighted sum of loss terms; ``forward`` returns the total and each term's value."""
+
+    def __init__(self, terms: Sequence[tuple[str, float, nn.Module]]):
+        super().__init__()
+        self.names = [name for name, _, _ in terms]
+        self.weights = [weight for _, weight, _ in terms]
+        self.terms = nn.ModuleList(loss for _, _, loss in terms)
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(getattr(t, "needs_teacher", False) for t in self.terms)
+
+    def forward(self, student, batch, teacher=None) -> tuple[torch.Tensor, dict[str, float]]:
+        total, parts = 0.0, {}
+        for name, weight, loss in zip(self.names, self.weights, self.terms):
+            value = loss(student, batch, teacher)
+            parts[name] = float(value.detach())
+            total = total + weight * value
+        return total, parts
+
+
+def build_objective(specs: Sequence[str], **kwargs) -> Objective:
+    """An ``Objective`` from ``"name:weight"`` specs; ``kwargs[name]`` (a dict) are the
+    constructor arguments of that loss."""
+    terms = []
+    for spec in specs:
+        name, weight = parse_term(spec)
+        terms.append((name, weight, LOSSES[name](**kwargs.get(name, {}))))
+    return Objective(terms)
+
+
+from training.losses import hard  # noqa: E402,F401  (registers its losses)
+from training.losses import ab, began, kd  # noqa: E402,F401  (register the distillation losses)

@@ -1,0 +1,81 @@
+"""Tests of training.losses: the registry, the objective and the masked hard-label loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from model.heads import RegionOutput
+from model.registry import build_model
+from model.regions import NUM_REGIONS
+from training.data import Batch
+from training.losses import LOSSES, Objective, build_objective, parse_term
+from training.losses.hard import HardRegionLoss, masked_bce_with_logits
+
+
+def make_batch(labels: torch.Tensor) -> Batch:
+    n = labels.shape[0]
+    return Batch(images=torch.zeros(n, 3, 64, 64), labels=labels, image_labels=(labels == 1).any(1).long(),
+                 sources=["s"] * n, paths=[f"{i}" for i in range(n)], kinds=["image"] * n)
+
+
+def test_masked_loss_ignores_minus_one():
+    torch.manual_seed(0)
+    logits = torch.randn(3, NUM_REGIONS, requires_grad=True)
+    labels = torch.randint(0, 2, (3, NUM_REGIONS))
+    labels[0, :5] = -1
+    labels[2, 30:] = -1
+    keep = labels != -1
+    loss = masked_bce_with_logits(logits, labels)
+    expected = F.binary_cross_entropy_with_logits(logits[keep], labels[keep].float())
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    assert (logits.grad[~keep] == 0).all() and (logits.grad[keep] != 0).all()
+    # Whatever the model says about ignored regions does not change the loss.
+    moved = logits.detach().clone()
+    moved[~keep] = 1e4
+    torch.testing.assert_close(masked_bce_with_logits(moved, labels), loss.detach())
+
+
+def test_masked_loss_with_everything_ignored_is_zero_with_a_gradient():
+    logits = torch.randn(2, NUM_REGIONS, requires_grad=True)
+    loss = masked_bce_with_logits(logits, torch.full((2, NUM_REGIONS), -1))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad == 0).all()
+
+
+def test_pos_weight_weights_text_regions():
+    logits = torch.zeros(1, 4)
+    labels = torch.tensor([[1, 0, 0, -1]])
+    plain = masked_bce_with_logits(logits, labels)
+    weighted = masked_bce_with_logits(logits, labels, pos_weight=3.0)
+    torch.testing.assert_close(weighted, plain * (3 + 1 + 1) / 3)
+
+
+def test_registry_and_weighted_objective():
+    assert LOSSES["hard"] is HardRegionLoss
+    assert parse_term("hard") == ("hard", 1.0) and parse_term("hard:0.25") == ("hard", 0.25)
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_objective(["nope:1"])
+    objective = build_objective(["hard:0.5"])
+    assert isinstance(objective, Objective) and not objective.needs_teacher
+    labels = torch.randint(-1, 2, (2, NUM_REGIONS))
+    out = RegionOutput(logits=torch.randn(2, NUM_REGIONS), features=torch.randn(2, NUM_REGIONS, 8))
+    total, parts = objective(out, make_batch(labels))
+    torch.testing.assert_close(total, 0.5 * masked_bce_with_logits(out.logits, labels))
+    assert parts["hard"] == pytest.approx(float(masked_bce_with_logits(out.logits, labels)))
+
+
+def test_student_gradients_are_finite_and_reach_every_layer():
+    torch.manual_seed(0)
+    model = build_model("student").to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 96, 128).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(-1, 2, (2, NUM_REGIONS))
+    total, _ = build_objective(["hard"])(model(x), make_batch(labels))
+    total.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert model.layers[0][0].weight.grad.abs().sum() > 0

@@ -1,0 +1,266 @@
+"""Tests of training.data, training.augment and training.synthtext."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from model.preprocessing import decode_image, resize_image
+from model.regions import GRIDS, region_labels, region_rects
+from training.augment import augment_geometry, rotation_matrix, transform_points
+from training.config import AugmentConfig, DataConfig, SynthConfig, default_data_root
+from training.data import (CROP, IMAGE, SYNTH, BalancedSampler, Item, Record, TextFilterDataset, batches,
+                           load_records, text_free_crops)
+from training.synthtext import TextRenderer, find_fonts
+
+NO_AUG = AugmentConfig(flip_p=0, rotate_p=0, zoom_p=0, jpeg_p=0)
+NO_SYNTH = SynthConfig(enabled=False)
+REAL_ROOT = Path(default_data_root())
+
+
+def mirror(labels: np.ndarray) -> np.ndarray:
+    """Region labels of the horizontally flipped image."""
+    out, start = [], 0
+    for g in GRIDS:
+        out.append(labels[start:start + g * g].reshape(g, g)[:, ::-1].reshape(-1))
+        start += g * g
+    return np.concatenate(out)
+
+
+def write_image(path: Path, size, rect=None, colour=(255, 255, 255)) -> None:
+    img = Image.new("RGB", size, (0, 0, 0))
+    if rect is not None:
+        ImageDraw.Draw(img).rectangle([rect[0], rect[1], rect[2] - 1, rect[3] - 1], fill=colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="PNG")
+
+
+def rect_box(x0, y0, x1, y1) -> list[float]:
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def make_dataset(tmp_path: Path, records, augment=NO_AUG, train=True, **data_kwargs) -> TextFilterDataset:
+    cfg = DataConfig(root=str(tmp_path), augment=augment, synth=NO_SYNTH, cache_bytes=True,
+                     **{"crop_share": 0.0, **data_kwargs})
+    return TextFilterDataset(records, cfg, train=train)
+
+
+def region_pixel_fractions(mask: np.ndarray) -> np.ndarray:
+    h, w = mask.shape
+    fr = []
+    for x0, y0, x1, y1 in region_rects(w, h):
+        cell = mask[int(round(y0)):int(round(y1)), int(round(x0)):int(round(x1))]
+        fr.append(cell.mean())
+    return np.asarray(fr)
+
+
+# --- augmentation keeps labels exact -------------------------------------------------------------
+
+
+def test_flip_mirrors_region_labels_and_pixels(tmp_path):
+    rect = (10, 12, 70, 50)  # top-left corner of a 320x240 image
+    write_image(tmp_path / "a.png", (320, 240), rect)
+    record = Record("a.png", 1, [rect_box(*rect)], [], "synthetic", "train")
+    ds = make_dataset(tmp_path, [record], augment=dataclasses.replace(NO_AUG, flip_p=1.0))
+    sample = ds[Item(IMAGE, 0, seed=1)]
+    plain = region_labels(record.boxes, 320, 240)
+    assert plain[0] == 1 and plain[4] == 0
+    np.testing.assert_array_equal(sample.labels, mirror(plain))
+    # The white box is now in the top-right corner of the resized image.
+    h, w = sample.image.shape[:2]
+    assert (h, w) == (256, 352)
+    white = sample.image.mean(axis=2) > 127
+    assert white[: h // 6, -w // 6:].mean() > 0.5 and not white[:, : w // 2].any()
+
+
+def test_rotation_moves_box_with_pixels(tmp_path):
+    rect = (120, 60, 260, 140)
+    img = Image.new("RGB", (320, 240), (0, 0, 0))
+    ImageDraw.Draw(img).rectangle([rect[0], rect[1], rect[2] - 1, rect[3] - 1], fill=(255, 255, 255))
+    cfg = dataclasses.replace(NO_AUG, rotate_p=1.0, max_rotation=10.0)
+    for seed in range(3):
+        out, boxes, _ = augment_geometry(img, [rect_box(*rect)], [], np.random.default_rng(seed), cfg)
+        assert out.size != img.size  # the canvas was expanded
+        drawn = Image.new("L", out.size, 0)
+        ImageDraw.Draw(drawn).polygon([tuple(p) for p in np.reshape(boxes[0], (-1, 2))], fill=255)
+        predicted, actual = np.asarray(drawn) > 127, np.asarray(out.convert("L")) > 127
+        iou = (predicted & actual).sum() / (predicted | actual).sum()
+        assert iou > 0.95
+        fractions = region_pixel_fractions(actual)
+        labels = region_labels(boxes, out.width, out.height)
+        clear = np.abs(fractions - 0.01) > 0.005  # regions not at the 1 % boundary
+        np.testing.assert_array_equal(labels[clear], (fractions[clear] >= 0.01).astype(int))
+
+
+def test_rotation_matrix_keeps_corners_on_canvas():
+    m, (w, h) = rotation_matrix(300, 200, 10.0)
+    corners = transform_points(np.array([[0, 0], [300, 0], [300, 200], [0, 200]], float), m)
+    assert corners.min() > -1e-6 and corners[:, 0].max() <= w + 1e-6 and corners[:, 1].max() <= h + 1e-6
+
+
+def test_train_sample_without_augmentation_matches_pipeline_decode(tmp_path):
+    write_image(tmp_path / "b.png", (300, 200), (20, 20, 120, 80))
+    record = Record("b.png", 1, [rect_box(20, 20, 120, 80)], [], "synthetic", "train")
+    train = make_dataset(tmp_path, [record])[Item(IMAGE, 0, seed=3)]
+    evaluation = make_dataset(tmp_path, [record], train=False)[Item(IMAGE, 0, -1)]
+    expected = decode_image((tmp_path / "b.png").read_bytes())
+    np.testing.assert_array_equal(train.image, expected)
+    np.testing.assert_array_equal(evaluation.image, expected)
+    np.testing.assert_array_equal(train.labels, evaluation.labels)
+    np.testing.assert_array_equal(resize_image(Image.open(tmp_path / "b.png")), expected)
+
+
+def test_ignore_boxes_give_ignore_labels_after_flip(tmp_path):
+    write_image(tmp_path / "c.png", (320, 320))
+    record = Record("c.png", 1, [rect_box(200, 200, 300, 300)], [rect_box(0, 0, 60, 60)], "s", "train")
+    sample = make_dataset(tmp_path, [record], augment=dataclasses.replace(NO_AUG, flip_p=1.0))[Item(IMAGE, 0, 1)]
+    assert sample.labels[4] == -1 and sample.labels[0] == 0  # the ignore box moved to the top-right
+    assert sample.labels[20] == 1 and sample.labels[24] == 0
+
+
+# --- text-free crops ------------------------------------------------------------------------------
+
+
+def test_text_free_crops_avoid_every_box(tmp_path):
+    boxes = [rect_box(100, 100, 160, 130), rect_box(10, 200, 80, 230)]
+    rects = text_free_crops(320, 240, boxes, np.random.default_rng(0), min_side=0.3, min_area=0.1)
+    assert rects
+    for x0, y0, x1, y1 in rects:
+        assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
+        assert min(x1 - x0, y1 - y0) >= 0.3 * 240 - 1 and (x1 - x0) * (y1 - y0) >= 0.1 * 320 * 240
+        assert np.all(region_labels(boxes, 320, 240) >= 0)
+        for b in boxes:
+            pts = np.reshape(b, (-1, 2))
+            assert pts[:, 0].max() <= x0 or pts[:, 0].min() >= x1 or pts[:, 1].max() <= y0 or pts[:, 1].min() >= y1
+
+
+def test_crop_items_are_negative_everywhere(tmp_path):
+    write_image(tmp_path / "d.png", (320, 240), (100, 100, 160, 130))
+    record = Record("d.png", 1, [rect_box(100, 100, 160, 130)], [], "scene", "train")
+    ds = make_dataset(tmp_path, [record], augment=AugmentConfig(), crop_share=0.5)
+    assert 0 in ds.crops
+    for seed in range(5):
+        sample = ds[Item(CROP, 0, seed)]
+        assert sample.label == 0 and sample.kind == CROP and (sample.labels == 0).all()
+        assert (sample.image.mean(axis=2) < 100).all()  # the white text box is not in the crop
+
+
+# --- class balance and shape batches --------------------------------------------------------------
+
+
+def test_balanced_sampler_draws_classes_equally(tmp_path):
+    records = [Record(f"t{i}.png", 1, [], [], "text", "train") for i in range(80)]
+    records += [Record(f"n{i}.png", 0, [], [], "photo", "train") for i in range(20)]
+    ds = make_dataset(tmp_path, records)
+    sampler = BalancedSampler(ds, ds.cfg, seed=0)
+    sampler.length = 4000
+    items = list(sampler)
+    negative = np.mean([records[it.index].label == 0 for it in items])
+    assert 0.47 < negative < 0.53
+    # Pools are walked without replacement: the first 80 text draws are all 80 text images.
+    text_draws = [it.index for it in items if records[it.index].label == 1][:80]
+    assert sorted(text_draws) == list(range(80))
+    sampler.set_epoch(1)
+    assert [it.index for it in sampler][:50] != [it.index for it in items][:50]
+
+
+def test_balanced_sampler_mixes_in_crops_and_synthetic(tmp_path):
+    records = [Record(f"t{i}.png", 1, [], [], "text", "train") for i in range(30)]
+    records += [Record(f"n{i}.png", 0, [], [], "photo", "train") for i in range(30)]
+    ds = make_dataset(tmp_path, records)
+    ds.crops = {i: [(0, 0, 10, 10)] for i in range(30)}
+    ds.renderer = object()  # only its presence matters to the sampler
+    cfg = dataclasses.replace(ds.cfg, crop_share=0.4, synth=SynthConfig(share=0.2), epoch_size=5000)
+    kinds = Counter(it.kind for it in BalancedSampler(ds, cfg, seed=1))
+    assert abs(kinds[CROP] / 5000 - 0.5 * 0.4) < 0.03
+    assert abs(kinds[SYNTH] / 5000 - 0.5 * 0.2) < 0.03
+
+
+def test_batches_share_one_shape(tmp_path):
+    sizes = [(320, 240), (240, 320), (400, 240), (320, 240), (240, 320), (320, 240), (300, 300)] * 3
+    records = []
+    for i, size in enumerate(sizes):
+        write_image(tmp_path / f"{i}.png", size, (10, 10, 60, 40))
+        records.append(Record(f"{i}.png", i % 2, [rect_box(10, 10, 60, 40)] if i % 2 else [], [], "s", "train"))
+    ds = make_dataset(tmp_path, records, augment=AugmentConfig(jpeg_p=0.5))
+    items = [Item(IMAGE, i, seed=i + 1) for i in range(len(records))]
+    out = list(batches(ds, items, batch_size=4))
+    assert sum(len(b) for b in out) == len(records)
+    for b in out:
+        assert b.images.shape[0] == len(b) <= 4 and b.labels.shape == (len(b), 34)
+        assert b.images.shape[1] == 3 and min(b.images.shape[2:]) == 256
+        assert max(b.images.shape[2:]) % 32 == 0
+        assert b.images.is_contiguous(memory_format=torch.channels_last)
+    assert max(len(b) for b in out) == 4
+
+
+# --- synthetic text -------------------------------------------------------------------------------
+
+
+def test_synthetic_text_gives_positive_regions_where_drawn():
+    fonts = find_fonts(SynthConfig().font_dirs, limit=4)
+    if not fonts:
+        pytest.skip("no TrueType fonts installed")
+    renderer = TextRenderer(fonts, SynthConfig(max_angle=20.0))
+    background = Image.new("RGB", (320, 240), (128, 128, 128))
+    for seed in range(4):
+        img, boxes = renderer.render(background, np.random.default_rng(seed))
+        assert boxes and np.asarray(background).std() == 0  # the cached input is untouched
+        changed = np.abs(np.asarray(img, dtype=int) - 128).sum(axis=2) > 30
+        inside = Image.new("L", img.size, 0)
+        for b in boxes:
+            ImageDraw.Draw(inside).polygon([tuple(p) for p in np.reshape(b, (-1, 2))], fill=255, outline=255)
+        inside = np.asarray(inside) > 0
+        inside = inside | np.roll(inside, 2, 0) | np.roll(inside, -2, 0) | np.roll(inside, 2, 1) | np.roll(inside, -2, 1)
+        assert changed.any() and (changed & ~inside).sum() <= 0.01 * changed.sum()
+        labels = region_labels(boxes, img.width, img.height)
+        fractions = region_pixel_fractions(changed)
+        assert (labels == 1).any()
+        # Background regions hold (almost) no ink; nearly all text regions hold some (a
+        # word box also covers the gaps between letters and words).
+        assert (fractions[labels == 0] < 0.02).all()
+        assert (fractions[labels == 1] > 0).mean() >= 0.8
+
+
+def test_synthetic_text_is_skipped_without_fonts(tmp_path, caplog):
+    assert TextRenderer.from_config(SynthConfig(font_dirs=(str(tmp_path),))) is None
+    assert "no .ttf" in caplog.text
+    assert TextRenderer.from_config(SynthConfig(enabled=False)) is None
+
+
+# --- real images ----------------------------------------------------------------------------------
+
+
+needs_data = pytest.mark.skipif(not (REAL_ROOT / "labels.jsonl").is_file(), reason="shared data folder missing")
+
+
+@needs_data
+def test_real_records_decode_like_the_pipeline():
+    records = load_records(REAL_ROOT, split="dev")
+    assert records and {r.label for r in records} == {0, 1}
+    text = [r for r in records if r.label == 1 and r.boxes][:3]
+    ds = TextFilterDataset(text, DataConfig(root=str(REAL_ROOT), augment=NO_AUG, synth=NO_SYNTH), train=False)
+    for i, item in enumerate(ds.items()):
+        sample = ds[item]
+        np.testing.assert_array_equal(sample.image, decode_image((REAL_ROOT / text[i].path).read_bytes()))
+        w, h = Image.open(REAL_ROOT / text[i].path).size
+        np.testing.assert_array_equal(sample.labels, region_labels(text[i].boxes, w, h, text[i].ignore))
+
+
+@needs_data
+def test_real_flip_mirrors_labels_and_augmented_shapes_are_pipeline_shapes():
+    records = [r for r in load_records(REAL_ROOT, split="dev") if r.label == 1 and r.boxes][:4]
+    flip = TextFilterDataset(records, DataConfig(root=str(REAL_ROOT), augment=dataclasses.replace(NO_AUG, flip_p=1.0),
+                                                 synth=NO_SYNTH, crop_share=0), train=True)
+    full = TextFilterDataset(records, DataConfig(root=str(REAL_ROOT), synth=NO_SYNTH, crop_share=0), train=True)
+    for i, r in enumerate(records):
+        w, h = Image.open(REAL_ROOT / r.path).size
+        np.testing.assert_array_equal(flip[Item(IMAGE, i, 7)].labels, mirror(region_labels(r.boxes, w, h, r.ignore)))
+        sample = full[Item(IMAGE, i, 100 + i)]
+        assert min(sample.image.shape[:2]) == 256 and max(sample.image.shape[:2]) % 32 == 0

@@ -1,0 +1,79 @@
+"""Tests of training.metrics, training.cli and the training loop's resume."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from model.registry import build_model, load_checkpoint
+from training import metrics
+from training.cli import add_config_args, config_from_args
+from training.config import DataConfig, TrainConfig
+from training.engine import LoopState, build_optimizer, lr_at, resume, save_training_checkpoint
+
+
+def test_prf_and_rejection():
+    scores = np.array([0.9, 0.8, 0.3, 0.7, 0.1])
+    labels = np.array([1, 1, 1, 0, 0])
+    m = metrics.prf_at(scores, labels, 0.5)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 1)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["rejection"] == pytest.approx(0.5)
+
+
+def test_threshold_for_recall_picks_best_precision_and_a_margin():
+    scores = np.array([0.95, 0.9, 0.85, 0.6, 0.5, 0.4, 0.2, 0.1])
+    labels = np.array([1, 1, 0, 1, 0, 1, 0, 0])
+    t = metrics.threshold_for_recall(scores, labels, 0.75)  # 3 of 4 text images: cut below 0.6
+    assert 0.5 < t < 0.6
+    m = metrics.prf_at(scores, labels, t)
+    assert m["recall"] == 0.75 and m["precision"] == 0.75
+    t_all = metrics.threshold_for_recall(scores, labels, 1.0)
+    assert 0.2 < t_all < 0.4 and metrics.prf_at(scores, labels, t_all)["recall"] == 1.0
+
+
+def test_average_precision_of_a_perfect_ranking_is_one():
+    assert metrics.average_precision(np.array([0.9, 0.8, 0.2]), np.array([1, 1, 0])) == pytest.approx(1.0)
+    assert metrics.region_average_precision(np.array([[0.9, 0.1, 0.5]]), np.array([[1, 0, -1]])) == pytest.approx(1.0)
+
+
+def test_per_source_reports_recall_and_rejection():
+    out = metrics.per_source(np.array([0.9, 0.1, 0.8, 0.2]), np.array([1, 1, 0, 0]), ["a", "a", "b", "b"], 0.5)
+    assert out["a"]["metric"] == "recall" and out["a"]["rate"] == 0.5
+    assert out["b"]["metric"] == "rejection" and out["b"]["rate"] == 0.5
+
+
+def test_cli_round_trips_the_configs():
+    parser = argparse.ArgumentParser()
+    add_config_args(parser, TrainConfig)
+    add_config_args(parser, DataConfig)
+    args = parser.parse_args(["--lr", "0.01", "--losses", "hard:1", "kd:0.5", "--no-synth.enabled",
+                              "--augment.jpeg_quality", "40", "90", "--root", "/x"])
+    train, data = config_from_args(TrainConfig, args), config_from_args(DataConfig, args)
+    assert train.lr == 0.01 and train.losses == ("hard:1", "kd:0.5") and train.epochs == TrainConfig().epochs
+    assert data.root == "/x" and not data.synth.enabled and data.augment.jpeg_quality == (40, 90)
+
+
+def test_cosine_schedule_warms_up_and_decays():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, 0.0, cfg) == pytest.approx(0.1)
+    assert lr_at(100, 0.0, cfg) == pytest.approx(1.0)
+    assert lr_at(100, 1.0, cfg) == pytest.approx(0.1)
+
+
+def test_training_checkpoint_resumes_and_loads_as_a_model(tmp_path):
+    model = build_model("student")
+    optimizer = build_optimizer(model, TrainConfig())
+    model(torch.randn(1, 3, 64, 64)).logits.sum().backward()
+    optimizer.step()
+    path = str(tmp_path / "last.pt")
+    save_training_checkpoint(path, model, optimizer, LoopState(epoch=3, step=40, samples=600), {"history": [1]})
+    fresh = build_model("student")
+    state, meta = resume(path, fresh, build_optimizer(fresh, TrainConfig()))
+    assert state == LoopState(3, 40, 600) and meta["history"] == [1]
+    loaded, _ = load_checkpoint(path, expect="student")
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b)

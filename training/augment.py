@@ -1,0 +1,121 @@
+"""Augmentation that keeps region labels exact: one affine map moves pixels and boxes alike.
+
+Flip, rotation (canvas expanded so nothing is cut off) and zoom (a crop window the resize
+then enlarges) are composed into a single 3x3 matrix ``A`` that maps a point of the stored
+image to the augmented image. PIL resamples once with ``A``'s inverse, and the box corners
+go through ``A`` itself. Coordinates are continuous: pixel ``(i, j)`` covers
+``[i, i+1] x [j, j+1]``, the convention of the box annotations and of PIL's transforms.
+
+The last step is the pipeline's own: ``model.preprocessing.decode_image`` on JPEG
+re-encoded bytes (quality jitter) or ``model.preprocessing.resize_image`` on the image.
+Region labels are area fractions of grid cells, so they may be computed in the augmented
+image's coordinates before that resize.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image, resize_image
+from training.config import AugmentConfig
+
+Boxes = list[list[float]]
+
+
+def translation(tx: float, ty: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
+
+
+def hflip_matrix(width: float) -> np.ndarray:
+    return np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rotation_matrix(width: float, height: float, degrees: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """Rotate by ``degrees`` (counter-clockwise on screen) about the centre, on a canvas
+    expanded to hold the whole image. Returns the matrix and the new (width, height)."""
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    new_w = int(math.ceil(abs(width * c) + abs(height * s) - 1e-6))
+    new_h = int(math.ceil(abs(width * s) + abs(height * c) - 1e-6))
+    # y points down in image coordinates, so a screen-CCW rotation is [[c, s], [-s, c]].
+    rot = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+    return translation(new_w / 2, new_h / 2) @ rot @ translation(-width / 2, -height / 2), (new_w, new_h)
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(N, 2) points through a 3x3 affine matrix."""
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def transform_boxes(boxes: Sequence[Sequence[float]], matrix: np.ndarray) -> Boxes:
+    """Flat ``x1, y1, ..., xn, yn`` polygons through ``matrix``."""
+    out = []
+    for box in boxes:
+        pts = np.asarray(box, dtype=np.float64).reshape(-1, 2)
+        out.append(transform_points(pts, matrix).reshape(-1).tolist())
+    return out
+
+
+def warp(img: Image.Image, matrix: np.ndarray, size: tuple[int, int], fill) -> Image.Image:
+    """Resample ``img`` so that source point p lands on ``matrix @ p`` in a ``size`` canvas."""
+    inv = np.linalg.inv(matrix)
+    coeffs = tuple(inv[0]) + tuple(inv[1])
+    return img.transform(size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR,
+                         fillcolor=fill)
+
+
+def random_affine(width: int, height: int, rng: np.random.Generator,
+                  cfg: AugmentConfig) -> tuple[np.ndarray, tuple[int, int]]:
+    """A random flip / rotation / zoom as (matrix, output size); identity when none fires."""
+    matrix = np.eye(3)
+    size = (width, height)
+    if rng.random() < cfg.flip_p:
+        matrix = hflip_matrix(width) @ matrix
+    if cfg.max_rotation > 0 and rng.random() < cfg.rotate_p:
+        rot, size = rotation_matrix(width, height, rng.uniform(-cfg.max_rotation, cfg.max_rotation))
+        matrix = rot @ matrix
+    if cfg.min_zoom_side < 1 and rng.random() < cfg.zoom_p:
+        w, h = size
+        cw = max(1, int(round(w * rng.uniform(cfg.min_zoom_side, 1.0))))
+        ch = max(1, int(round(h * rng.uniform(cfg.min_zoom_side, 1.0))))
+        x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+        matrix = translation(-float(x0), -float(y0)) @ matrix
+        size = (cw, ch)
+    return matrix, size
+
+
+def mean_colour(img: Image.Image) -> tuple[int, ...]:
+    """Mean colour (of a thumbnail), used to fill the corners a rotation uncovers."""
+    small = img.resize((16, 16), Image.Resampling.BOX)
+    return tuple(int(v) for v in np.asarray(small).reshape(-1, len(img.getbands())).mean(axis=0))
+
+
+def augment_geometry(img: Image.Image, boxes: Sequence, ignore: Sequence, rng: np.random.Generator,
+                     cfg: AugmentConfig) -> tuple[Image.Image, Boxes, Boxes]:
+    """Random flip / rotation / zoom of the image and of its text and ignore boxes."""
+    matrix, size = random_affine(img.width, img.height, rng, cfg)
+    if np.allclose(matrix, np.eye(3)) and size == img.size:
+        return img, [list(b) for b in boxes], [list(b) for b in ignore]
+    out = warp(img, matrix, size, mean_colour(img))
+    return out, transform_boxes(boxes, matrix), transform_boxes(ignore, matrix)
+
+
+def jpeg_bytes(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def to_model_input(img: Image.Image, rng: np.random.Generator | None, cfg: AugmentConfig | None,
+                   preprocess: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """The pipeline's final step: optionally JPEG re-encode at a random quality and decode
+    with ``decode_image``, else ``resize_image``. Either way a uint8 (H, W, 3) array."""
+    if rng is not None and cfg is not None and rng.random() < cfg.jpeg_p:
+        lo, hi = cfg.jpeg_quality
+        return decode_image(jpeg_bytes(img, rng.integers(lo, hi + 1)), preprocess)
+    return resize_image(img, preprocess)

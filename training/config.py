@@ -1,0 +1,90 @@
+"""Configuration of training runs: small dataclasses, passed explicitly (no global config).
+
+A checkpoint stores the configs it was trained with (``dataclasses.asdict``), so a run
+can be resumed or reproduced without guessing. ``training.cli`` turns the fields into
+command-line options, so the defaults live here only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT_ENV = "TEXTFILTER_DATA_ROOT"
+
+
+def default_data_root() -> str:
+    """``$TEXTFILTER_DATA_ROOT`` if set, else ``../shared/data`` next to the repository."""
+    return os.environ.get(DATA_ROOT_ENV) or str((REPO_ROOT / ".." / "shared" / "data").resolve())
+
+
+def default_font_dirs() -> tuple[str, ...]:
+    return ("/usr/share/fonts/truetype", "/usr/share/fonts/TTF", "/usr/share/fonts", "/Library/Fonts",
+            "C:/Windows/Fonts")
+
+
+@dataclass
+class AugmentConfig:
+    """Geometric and photometric augmentation, applied to the image and its boxes alike."""
+
+    flip_p: float = 0.5  # horizontal flip
+    rotate_p: float = 0.5
+    max_rotation: float = 10.0  # degrees, uniform in [-max, max], canvas expanded
+    zoom_p: float = 0.3  # "scale jitter": crop a window and let the resize zoom into it
+    min_zoom_side: float = 0.75  # smallest window side as a fraction of the image side
+    jpeg_p: float = 0.5  # re-encode as JPEG (decoded by model.preprocessing.decode_image)
+    jpeg_quality: tuple[int, int] = (30, 95)
+
+
+@dataclass
+class SynthConfig:
+    """Synthetic text drawn on non-text photos (boxes recorded, so labels are exact)."""
+
+    enabled: bool = True
+    share: float = 0.15  # share of the text draws that are synthetic
+    font_dirs: tuple[str, ...] = field(default_factory=default_font_dirs)
+    max_fonts: int = 64
+    min_strings: int = 1
+    max_strings: int = 4
+    size_range: tuple[float, float] = (0.05, 0.2)  # font size as a fraction of the short edge
+    max_angle: float = 30.0
+
+
+@dataclass
+class DataConfig:
+    root: str = field(default_factory=default_data_root)
+    labels_file: str = "labels.jsonl"
+    train_split: str = "train"
+    eval_split: str = "dev"
+    negative_share: float = 0.5  # share of non-text draws per epoch (0.5 = balanced)
+    crop_share: float = 0.3  # share of the non-text draws that are text-free crops of text images
+    crop_min_side: float = 0.4  # smallest crop side, fraction of the image's short edge
+    crop_min_area: float = 0.15  # smallest crop area, fraction of the image's area
+    crop_exclude_suffix: str = "-pseudo"  # sources whose boxes miss text: no crops from them
+    epoch_size: int = 0  # draws per epoch; 0 = number of training records
+    cache_bytes: bool = True  # keep file bytes in memory (~115 MB for the full set)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class TrainConfig:
+    model: str = "student"
+    losses: tuple[str, ...] = ("hard:1.0",)  # "name:weight" terms of training.losses.LOSSES
+    optimizer: str = "adamw"  # see training.engine.OPTIMIZERS
+    lr: float = 2e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # "cosine" (per step, to lr * min_lr_ratio) or "constant"
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 50
+    epochs: int = 10
+    batch_size: int = 16
+    seed: int = 0
+    num_threads: int = 1
+    num_workers: int = 0  # DataLoader worker processes for decoding and augmentation
+    channels_last: bool = True
+    out_dir: str = "runs/student-hard"
+    eval_every: int = 1  # epochs between dev evaluations (0 = never during training)

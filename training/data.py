@@ -1,0 +1,312 @@
+"""Training and evaluation data: records, region labels, class balance, shape batches.
+
+- ``load_records`` reads ``labels.jsonl`` (paths relative to the data root).
+- ``TextFilterDataset`` turns an ``Item`` (what to draw, and the seed of its randomness)
+  into a ``Sample``: the image as the pipeline would see it (``model.preprocessing``) and
+  its 34 region labels (``model.regions.region_labels``). Three kinds of item:
+  ``image`` (a stored image, augmented in training), ``crop`` (a text-free crop of a text
+  image: an extra negative) and ``synth`` (synthetic text on a non-text photo).
+- ``BalancedSampler`` draws non-text items about as often as text ones.
+- ``shape_batches`` groups samples of the same shape (the resize rounds the long edge to a
+  multiple of 32, so shapes repeat) and ``collate`` stacks them into a ``Batch``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image, open_image, to_rgb, to_tensor
+from model.regions import as_polygons, region_labels
+from training.augment import augment_geometry, to_model_input
+from training.config import DataConfig
+from training.synthtext import TextRenderer
+
+log = logging.getLogger(__name__)
+
+IMAGE, CROP, SYNTH = "image", "crop", "synth"
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class Record:
+    path: str  # relative to the data root
+    label: int  # 1 text, 0 non-text
+    boxes: list
+    ignore: list
+    source: str
+    split: str
+
+
+def load_records(root: str | Path, labels_file: str = "labels.jsonl", split: str | None = None) -> list[Record]:
+    """Records of ``labels.jsonl`` under ``root``, optionally only those of ``split``."""
+    path = Path(root) / labels_file
+    if not path.is_file():
+        raise FileNotFoundError(f"no {labels_file} under data root {root} (set --root or $TEXTFILTER_DATA_ROOT)")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                records.append(Record(d["path"], int(d["label"]), d.get("boxes") or [], d.get("ignore") or [],
+                                      d.get("source", ""), d.get("split", "")))
+    return [r for r in records if split is None or r.split == split]
+
+
+class Item(NamedTuple):
+    kind: str  # IMAGE, CROP or SYNTH
+    index: int  # record index in the dataset
+    seed: int = 0  # seed of the item's augmentation; -1 = no augmentation
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # uint8 (H, W, 3), as model.preprocessing produces it
+    labels: np.ndarray  # int64 (34,): 1 text, 0 background, -1 ignore
+    label: int  # image label: the record's for IMAGE items, 0 for crops, 1 for synthetic text
+    source: str
+    path: str
+    kind: str
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (N, 3, H, W) normalised, channels_last
+    labels: torch.Tensor  # (N, 34) int64
+    image_labels: torch.Tensor  # (N,) int64
+    sources: list[str]
+    paths: list[str]
+    kinds: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def text_free_crops(width: int, height: int, boxes: Sequence, rng: np.random.Generator, min_side: float,
+                    min_area: float, max_aspect: float = 2.5, margin: float = 4.0, tries: int = 512,
+                    keep: int = 4) -> list[tuple[int, int, int, int]]:
+    """Up to ``keep`` integer rectangles (x0, y0, x1, y1), largest first, that stay at
+    least ``margin`` pixels clear of the bounding rectangle of every box. A side is at
+    least ``min_side`` x the short edge, the area at least ``min_area`` x the image's."""
+    polys = as_polygons(boxes)
+    bb = np.array([[p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()] for p in polys]).reshape(-1, 4)
+    bb = bb + np.array([-margin, -margin, margin, margin])
+    side = min_side * min(width, height)
+    if side > min(width, height):
+        return []
+    cw = rng.uniform(side, width, tries)
+    ch = rng.uniform(side, height, tries)
+    x0 = np.floor(rng.uniform(0, 1, tries) * (width - cw))
+    y0 = np.floor(rng.uniform(0, 1, tries) * (height - ch))
+    x1, y1 = np.ceil(x0 + cw), np.ceil(y0 + ch)
+    hits = ((x0[:, None] < bb[None, :, 2]) & (bb[None, :, 0] < x1[:, None])
+            & (y0[:, None] < bb[None, :, 3]) & (bb[None, :, 1] < y1[:, None])).any(axis=1)
+    area = (x1 - x0) * (y1 - y0)
+    aspect = np.maximum(x1 - x0, y1 - y0) / np.minimum(x1 - x0, y1 - y0)
+    ok = ~hits & (area >= min_area * width * height) & (aspect <= max_aspect) & (x1 <= width) & (y1 <= height)
+    order = np.flatnonzero(ok)[np.argsort(-area[ok], kind="stable")][:keep]
+    return [(int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i])) for i in order]
+
+
+class ImageStore:
+    """Reads image files under a root, optionally keeping their bytes in memory."""
+
+    def __init__(self, root: str | Path, cache: bool = True):
+        self.root = Path(root)
+        self.cache: dict[str, bytes] | None = {} if cache else None
+
+    def read(self, path: str) -> bytes:
+        if self.cache is not None and path in self.cache:
+            return self.cache[path]
+        data = (self.root / path).read_bytes()
+        if self.cache is not None:
+            self.cache[path] = data
+        return data
+
+    def size(self, path: str, preprocess: PreprocessConfig = DEFAULT_PREPROCESS) -> tuple[int, int]:
+        """(width, height) of the upright stored image, from its header only."""
+        with open_image(self.read(path), preprocess) as img:
+            w, h = img.size
+            return (h, w) if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (w, h)
+
+    def open(self, path: str, preprocess: PreprocessConfig = DEFAULT_PREPROCESS) -> Image.Image:
+        """The stored image, upright RGB, at its stored size (box coordinates apply)."""
+        img = ImageOps.exif_transpose(open_image(self.read(path), preprocess))
+        return to_rgb(img, preprocess.background)
+
+
+class TextFilterDataset(Dataset):
+    """Samples of one split. ``train=True`` augments and enables crops and synthetic text."""
+
+    def __init__(self, records: Sequence[Record], cfg: DataConfig, train: bool,
+                 renderer: TextRenderer | None = None, preprocess: PreprocessConfig = DEFAULT_PREPROCESS,
+                 crop_seed: int = 0):
+        self.records = list(records)
+        self.cfg = cfg
+        self.train = train
+        self.renderer = renderer if train else None
+        self.preprocess = preprocess
+        self.store = ImageStore(cfg.root, cfg.cache_bytes)
+        self.crops: dict[int, list] = self._find_crops(crop_seed) if train and cfg.crop_share > 0 else {}
+
+    @classmethod
+    def for_split(cls, cfg: DataConfig, split: str, train: bool, **kwargs) -> "TextFilterDataset":
+        renderer = TextRenderer.from_config(cfg.synth) if train else None
+        return cls(load_records(cfg.root, cfg.labels_file, split), cfg, train, renderer, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _find_crops(self, seed: int) -> dict[int, list]:
+        """Text-free crop rectangles of the text images whose boxes can be trusted."""
+        crops = {}
+        suffix = self.cfg.crop_exclude_suffix
+        for i, r in enumerate(self.records):
+            if r.label != 1 or not r.boxes or (suffix and r.source.endswith(suffix)):
+                continue
+            w, h = self.store.size(r.path, self.preprocess)
+            rects = text_free_crops(w, h, list(r.boxes) + list(r.ignore), np.random.default_rng([seed, i]),
+                                    self.cfg.crop_min_side, self.cfg.crop_min_area)
+            if rects:
+                crops[i] = rects
+        return crops
+
+    def items(self) -> list[Item]:
+        """One un-augmented IMAGE item per record (evaluation order)."""
+        return [Item(IMAGE, i, -1) for i in range(len(self.records))]
+
+    def __getitem__(self, item: Item) -> Sample:
+        kind, index, seed = item
+        record = self.records[index]
+        if seed < 0 or not self.train:  # exactly the pipeline's decode
+            image = decode_image(self.store.read(record.path), self.preprocess)
+            labels = region_labels(record.boxes, *self.store.size(record.path, self.preprocess), record.ignore)
+            return Sample(image, labels, record.label, record.source, record.path, IMAGE)
+        rng = np.random.default_rng(seed)
+        img, boxes, ignore, label, source = self._base(kind, index, rng)
+        img, boxes, ignore = augment_geometry(img, boxes, ignore, rng, self.cfg.augment)
+        labels = region_labels(boxes, img.width, img.height, ignore)
+        image = to_model_input(img, rng, self.cfg.augment, self.preprocess)
+        return Sample(image, labels, label, source, record.path, kind)
+
+    def _base(self, kind: str, index: int, rng: np.random.Generator):
+        """(image, boxes, ignore, image label, source) before augmentation."""
+        record = self.records[index]
+        img = self.store.open(record.path, self.preprocess)
+        if kind == IMAGE:
+            return img, record.boxes, record.ignore, record.label, record.source
+        if kind == CROP:
+            rects = self.crops[index]
+            return img.crop(rects[int(rng.integers(len(rects)))]), [], [], 0, f"crop:{record.source}"
+        if kind == SYNTH:
+            if self.renderer is None:
+                raise ValueError("synthetic text requested but no renderer (no fonts, or disabled)")
+            img, boxes = self.renderer.render(img, rng)
+            return img, boxes, [], int(bool(boxes)), f"synth:{record.source}"
+        raise ValueError(f"unknown item kind {kind!r}")
+
+
+class BalancedSampler(Sampler):
+    """Draws ``Item``s so that a share ``negative_share`` of them is non-text.
+
+    Text draws are stored text images, plus (share ``synth.share``) synthetic text on
+    non-text photos; non-text draws are stored non-text images, plus (share
+    ``crop_share``) text-free crops of text images. Each pool is walked in a fresh random
+    order and reshuffled when used up, so every image is seen before any is repeated.
+    ``set_epoch`` makes each epoch's draws (and the items' seeds) reproducible."""
+
+    def __init__(self, dataset: TextFilterDataset, cfg: DataConfig, seed: int = 0):
+        labels = np.array([r.label for r in dataset.records])
+        text, non_text = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+        self.pools = {
+            "text": [(IMAGE, text)],
+            "non_text": [(IMAGE, non_text)],
+        }
+        if dataset.renderer is not None and cfg.synth.share > 0 and len(non_text):
+            self.pools["text"].append((SYNTH, non_text))
+        if dataset.crops and cfg.crop_share > 0:
+            self.pools["non_text"].append((CROP, np.array(sorted(dataset.crops))))
+        self.shares = {"text": [1 - cfg.synth.share, cfg.synth.share], "non_text": [1 - cfg.crop_share, cfg.crop_share]}
+        self.negative_share = cfg.negative_share
+        self.length = cfg.epoch_size or len(dataset)
+        self.seed = seed
+        self.epoch = 0
+        if not len(text) or not len(non_text):
+            raise ValueError("balanced sampling needs both text and non-text records")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[Item]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        cursors: dict = {}
+
+        def next_index(kind: str, pool: np.ndarray, key) -> int:
+            order, pos = cursors.get(key, (None, len(pool)))
+            if pos >= len(pool):
+                order, pos = rng.permutation(pool), 0
+            cursors[key] = (order, pos + 1)
+            return int(order[pos])
+
+        for _ in range(self.length):
+            cls = "non_text" if rng.random() < self.negative_share else "text"
+            pools = self.pools[cls]
+            shares = np.asarray(self.shares[cls][: len(pools)], dtype=np.float64)
+            j = int(rng.choice(len(pools), p=shares / shares.sum()))
+            kind, pool = pools[j]
+            yield Item(kind, next_index(kind, pool, (cls, j)), int(rng.integers(0, 2**31 - 1)))
+
+
+def shape_batches(samples: Iterable[Sample], batch_size: int, drop_last: bool = False) -> Iterator[list[Sample]]:
+    """Group ``samples`` into lists of up to ``batch_size`` samples of one image shape.
+    A batch is emitted as soon as its shape has ``batch_size`` samples; partial groups
+    follow at the end (unless ``drop_last``)."""
+    buckets: dict[tuple, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        bucket = buckets[sample.image.shape]
+        bucket.append(sample)
+        if len(bucket) == batch_size:
+            yield list(bucket)
+            bucket.clear()
+    if not drop_last:
+        for bucket in buckets.values():
+            if bucket:
+                yield list(bucket)
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """Stack same-shape samples into a ``Batch`` (images normalised, channels_last)."""
+    return Batch(
+        images=to_tensor([s.image for s in samples]),
+        labels=torch.from_numpy(np.stack([s.labels for s in samples]).astype(np.int64)),
+        image_labels=torch.tensor([s.label for s in samples], dtype=torch.int64),
+        sources=[s.source for s in samples],
+        paths=[s.path for s in samples],
+        kinds=[s.kind for s in samples],
+    )
+
+
+def _identity(x):
+    return x
+
+
+def batches(dataset: TextFilterDataset, items: Iterable[Item] | Sampler, batch_size: int,
+            num_workers: int = 0) -> Iterator[Batch]:
+    """Shape-grouped ``Batch``es of ``dataset[item]`` for ``items`` (a list or a sampler);
+    ``num_workers > 0`` decodes and augments in worker processes."""
+    loader = DataLoader(dataset, sampler=items, batch_size=None, collate_fn=_identity, num_workers=num_workers,
+                        persistent_workers=False)
+    for group in shape_batches(loader, batch_size):
+        yield collate(group)

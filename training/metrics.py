@@ -1,0 +1,95 @@
+"""Image-level metrics of a text filter (numpy only).
+
+Scores are image scores (max region probability), labels 1 = text, 0 = non-text. An
+image is predicted text when ``score >= threshold``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+
+
+def prf_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Precision, recall, F1, non-text rejection rate and the confusion counts."""
+    pred = np.asarray(scores) >= threshold
+    labels = np.asarray(labels).astype(bool)
+    tp, fp = int((pred & labels).sum()), int((pred & ~labels).sum())
+    fn, tn = int((~pred & labels).sum()), int((~pred & ~labels).sum())
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    rejection = tn / (tn + fp) if tn + fp else 1.0
+    return {"threshold": float(threshold), "precision": p, "recall": r, "f1": f, "rejection": rejection,
+            "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def pr_curve(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision and recall at every distinct score used as threshold (descending)."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
+    thresholds = np.unique(scores)[::-1]
+    order = np.sort(scores[labels])
+    order_neg = np.sort(scores[~labels])
+    tp = len(order) - np.searchsorted(order, thresholds, side="left")
+    fp = len(order_neg) - np.searchsorted(order_neg, thresholds, side="left")
+    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+    recall = tp / max(len(order), 1)
+    return {"thresholds": thresholds, "precision": precision, "recall": recall}
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the PR curve as the sum of precision x recall increments."""
+    curve = pr_curve(scores, labels)
+    recall = np.concatenate([[0.0], curve["recall"]])
+    return float(np.sum(np.diff(recall) * curve["precision"]))
+
+
+def threshold_for_recall(scores: np.ndarray, labels: np.ndarray, target_recall: float) -> float:
+    """The threshold with the highest precision among those whose recall >= target (ties:
+    the higher recall). It is placed halfway to the next lower score, which classifies
+    these scores the same way but leaves a margin for unseen images."""
+    curve = pr_curve(scores, labels)
+    ok = np.flatnonzero(curve["recall"] >= target_recall - 1e-12)
+    if not len(ok):
+        return float(curve["thresholds"][-1])
+    best = ok[np.lexsort((-curve["recall"][ok], -curve["precision"][ok]))[0]]
+    t = curve["thresholds"][best]
+    lower = curve["thresholds"][best + 1] if best + 1 < len(curve["thresholds"]) else 0.0
+    return float((t + lower) / 2)
+
+
+def per_source(scores: np.ndarray, labels: np.ndarray, sources: Sequence[str], threshold: float) -> dict:
+    """Per source: image count, label, and the rate that matters for it: recall for text
+    sources, rejection rate (share predicted non-text) for non-text sources."""
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i, (src, lab) in enumerate(zip(sources, labels)):
+        groups[(src, int(lab))].append(i)
+    out = {}
+    for (src, lab), idx in sorted(groups.items()):
+        pred = np.asarray(scores)[idx] >= threshold
+        rate = float(pred.mean()) if lab == 1 else float((~pred).mean())
+        key = src if sum(1 for s, _ in groups if s == src) == 1 else f"{src} (label {lab})"
+        out[key] = {"n": len(idx), "label": lab, "metric": "recall" if lab == 1 else "rejection", "rate": rate}
+    return out
+
+
+def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width score bins, weighted by bin size."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            ece += m.mean() * abs(labels[m].mean() - scores[m].mean())
+    return float(ece)
+
+
+def region_average_precision(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision over all regions, leaving out ignored (-1) regions."""
+    probs, labels = np.asarray(probs).reshape(-1), np.asarray(labels).reshape(-1)
+    keep = labels >= 0
+    return average_precision(probs[keep], labels[keep])
