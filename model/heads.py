@@ -35,8 +35,50 @@ class RegionHead(nn.Module):
 
 
 def adaptive_pool(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Adaptive max/avg pooling of (B, C, H, W) to (B, C, size, size).
+
+    In eager mode (training, the pipeline's torch path) this is PyTorch's own kernel.
+    While exporting to ONNX it is ``sliced_adaptive_pool``: the same bins cut by slicing
+    from the input's dynamic shape, because ONNX has no adaptive pooling for sizes that
+    are not known when exporting."""
+    if mode not in ("max", "avg"):
+        raise ValueError(f"unknown pooling {mode!r}: use 'max' or 'avg'")
+    if _exporting():
+        return sliced_adaptive_pool(x, size, mode)
     if mode == "max":
         return nn.functional.adaptive_max_pool2d(x, size)
-    if mode == "avg":
-        return nn.functional.adaptive_avg_pool2d(x, size)
-    raise ValueError(f"unknown pooling {mode!r}: use 'max' or 'avg'")
+    return nn.functional.adaptive_avg_pool2d(x, size)
+
+
+def _exporting() -> bool:
+    """True while torch.onnx.export traces (legacy) or torch.export captures (dynamo)."""
+    if torch.onnx.is_in_onnx_export():
+        return True
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting and is_exporting())
+
+
+def adaptive_bins(n, g: int) -> list[tuple]:
+    """PyTorch's adaptive pooling bins of a length-``n`` axis into ``g`` cells:
+    [floor(i*n/g), ceil((i+1)*n/g)). ``n`` may be an int or a traced/symbolic size;
+    only integer arithmetic on positive values is used, so it exports."""
+    return [((i * n) // g, ((i + 1) * n + g - 1) // g) for i in range(g)]
+
+
+def sliced_adaptive_pool(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Adaptive pooling by slicing each bin out of the dynamic shape (export-friendly).
+
+    Max pooling gives bit-identical results to ``adaptive_max_pool2d`` (a max does not
+    depend on the order it is taken in); average pooling agrees with
+    ``adaptive_avg_pool2d`` up to float rounding (the summation order differs)."""
+    h, w = x.shape[-2], x.shape[-1]
+    rows = []
+    for y0, y1 in adaptive_bins(h, size):
+        band = x[..., y0:y1, :]
+        if mode == "max":
+            band = band.amax(dim=-2)  # (B, C, W)
+            cells = [band[..., x0:x1].amax(dim=-1) for x0, x1 in adaptive_bins(w, size)]
+        else:
+            cells = [band[..., x0:x1].mean(dim=(-2, -1)) for x0, x1 in adaptive_bins(w, size)]
+        rows.append(torch.stack(cells, dim=-1))
+    return torch.stack(rows, dim=-2)

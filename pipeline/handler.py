@@ -5,6 +5,10 @@ fails for images of different sizes. This handler takes keyed-or-not ``uint8`` a
 (H, W, 3), groups a batch by shape, runs one forward pass per shape group, and returns
 per-image region probabilities. The model is loaded once per worker process by
 ``load_model`` (never per element) and torch's thread count is set there.
+
+``StudentOnnxModelHandler`` does the same with an ONNX export of the student
+(``python -m model.export``) on onnxruntime. This module imports torch only inside
+``StudentModelHandler.load_model``/``predict``: the ONNX path never imports it itself.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from collections import defaultdict
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
-import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from model.preprocessing import to_tensor
-from model.registry import load_checkpoint
+from model.onnx_format import INPUT_NAME, PROBS_NAME, make_session
+from model.preprocessing import normalize_images
 from pipeline.uris import filesystem
+
+MODEL_FORMATS = ("torch", "onnx")
 
 
 def read_model_bytes(model_path: str, storage_options=None) -> bytes:
@@ -28,7 +33,13 @@ def read_model_bytes(model_path: str, storage_options=None) -> bytes:
         return f.read()
 
 
-class StudentModelHandler(ModelHandler[np.ndarray, PredictionResult, torch.nn.Module]):
+class ShapeGroupedHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
+    """What the torch and ONNX handlers share: a batch of uint8 (H, W, 3) arrays is
+    grouped by shape, ``predict`` runs once per group and returns (n, 34) region
+    probabilities, and each example gets its row back in input order."""
+
+    model_format = "torch"  # which file default_model_path names
+
     def __init__(
         self,
         model_path: Optional[str] = None,
@@ -43,24 +54,22 @@ class StudentModelHandler(ModelHandler[np.ndarray, PredictionResult, torch.nn.Mo
         self.num_threads = num_threads
         self.storage_options = dict(storage_options or {})
 
-    def load_model(self) -> torch.nn.Module:
-        if self.num_threads:
-            torch.set_num_threads(self.num_threads)
-        path = self.model_path or default_model_path()
-        model, _ = load_checkpoint(read_model_bytes(path, self.storage_options), expect="student")
-        return model.to(memory_format=torch.channels_last).eval()
+    def model_bytes(self) -> bytes:
+        return read_model_bytes(self.model_path or default_model_path(self.model_format), self.storage_options)
+
+    def predict(self, model: Any, images: list[np.ndarray]) -> np.ndarray:
+        """Region probabilities (len(images), 34) of same-shape uint8 images."""
+        raise NotImplementedError
 
     def run_inference(
         self,
         batch: Sequence[np.ndarray],
-        model: torch.nn.Module,
+        model: Any,
         inference_args: Optional[dict[str, Any]] = None,
     ) -> Iterable[PredictionResult]:
         probs: list[Optional[np.ndarray]] = [None] * len(batch)
         for indices in group_by_shape(batch).values():
-            with torch.inference_mode():
-                logits = model(to_tensor([batch[i] for i in indices])).logits
-            group_probs = torch.sigmoid(logits).numpy()
+            group_probs = self.predict(model, [batch[i] for i in indices])
             for i, p in zip(indices, group_probs):
                 probs[i] = p
         return [PredictionResult(example, p, self.model_path or "shipped") for example, p in zip(batch, probs)]
@@ -75,6 +84,53 @@ class StudentModelHandler(ModelHandler[np.ndarray, PredictionResult, torch.nn.Mo
         return False
 
 
+class StudentModelHandler(ShapeGroupedHandler):
+    """The student checkpoint (``model.registry``) run by PyTorch."""
+
+    model_format = "torch"
+
+    def load_model(self):
+        import torch
+
+        from model.registry import load_checkpoint
+
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        model, _ = load_checkpoint(self.model_bytes(), expect="student")
+        return model.to(memory_format=torch.channels_last).eval()
+
+    def predict(self, model, images: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        from model.preprocessing import to_tensor
+
+        with torch.inference_mode():
+            logits = model(to_tensor(images)).logits
+        return torch.sigmoid(logits).numpy()
+
+
+class StudentOnnxModelHandler(ShapeGroupedHandler):
+    """An ONNX export of the student (``python -m model.export``) run by onnxruntime,
+    ``num_threads`` intra-op threads per session; no torch."""
+
+    model_format = "onnx"
+
+    def load_model(self):
+        return make_session(self.model_bytes(), self.num_threads)
+
+    def predict(self, session, images: list[np.ndarray]) -> np.ndarray:
+        return session.run([PROBS_NAME], {INPUT_NAME: normalize_images(images)})[0]
+
+
+def model_handler(model_format: str = "torch", model_path: Optional[str] = None, **kwargs) -> ShapeGroupedHandler:
+    """The handler for ``--model_format`` ("torch" or "onnx")."""
+    if model_format == "torch":
+        return StudentModelHandler(model_path, **kwargs)
+    if model_format == "onnx":
+        return StudentOnnxModelHandler(model_path, **kwargs)
+    raise ValueError(f"unknown model format {model_format!r}: use one of {', '.join(MODEL_FORMATS)}")
+
+
 def group_by_shape(batch: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
     """Indices of the batch grouped by array shape, in first-seen order."""
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -83,5 +139,6 @@ def group_by_shape(batch: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
     return groups
 
 
-def default_model_path() -> str:
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model", "weights", "student.pt")
+def default_model_path(model_format: str = "torch") -> str:
+    name = "student.onnx" if model_format == "onnx" else "student.pt"
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model", "weights", name)

@@ -7,14 +7,16 @@ and any other fsspec URL work the same way.
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Optional, TypeVar
 
 import apache_beam as beam
-from fsspec.utils import get_protocol
 
-from pipeline.uris import filesystem, redact_uri
+from pipeline.uris import filesystem, get_protocol, is_local, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,26 @@ class InputTooLarge(ReadError):
     """The file is larger than ``max_bytes``."""
 
 
-# Errors that retrying cannot fix.
+class NotARegularFile(ReadError):
+    """A local path that is a FIFO, socket or device: opening or reading it could block or
+    never end, so it is refused before it is opened."""
+
+
+class ReadTimeout(TimeoutError):
+    """One read attempt took longer than ``timeout_s`` (transient: retried)."""
+
+
+class IncompleteRead(IOError):
+    """The storage returned fewer bytes than the file's size (transient: retried)."""
+
+
+# Errors that retrying cannot fix. A ReadError is already final.
 PERMANENT_ERRORS = (
     FileNotFoundError,
     IsADirectoryError,
     NotADirectoryError,
     PermissionError,
-    InputTooLarge,
+    ReadError,
     ValueError,
     ImportError,
 )
@@ -47,6 +62,7 @@ class ReadConfig:
     retries: int = 3
     backoff_s: float = 0.2
     storage_options: Mapping[str, Mapping] = field(default_factory=dict)
+    timeout_s: Optional[float] = 60.0  # per attempt; None or 0: no limit
 
 
 def has_glob(pattern: str) -> bool:
@@ -66,9 +82,12 @@ def expand_pattern(pattern: str, storage_options: Mapping | None = None) -> Iter
         return p if protocol in ("file", "local") else fs.unstrip_protocol(p)
 
     if has_glob(pattern):
-        # Like a shell, a wildcard does not match hidden names (.tmp files, .DS_Store).
+        # Like a shell, a wildcard does not match hidden names (.tmp files, .DS_Store),
+        # and a pattern that matches nothing but names a file (img[1].jpg) is that file.
         show_hidden = path.rsplit("/", 1)[-1].startswith(".")
         matches = sorted(m for m in fs.glob(path) if show_hidden or not m.rsplit("/", 1)[-1].startswith("."))
+        if not matches and fs.isfile(path):
+            matches = [path]
         if not matches:
             log.warning("pattern %s matched no files", redact_uri(pattern))
         for match in matches:
@@ -92,25 +111,113 @@ def read_uri_list(list_uri: str, storage_options: Mapping | None = None) -> Iter
 
 
 def read_bytes(uri: str, config: ReadConfig = ReadConfig(), sleep=time.sleep) -> bytes:
-    """The bytes of ``uri``, at most ``config.max_bytes``. Transient errors are retried
-    with exponential backoff; permanent ones and the last failure raise ``ReadError``."""
+    """The bytes of ``uri``, at most ``config.max_bytes``. Transient errors (network,
+    timeouts, incomplete reads) are retried with exponential backoff; permanent ones and
+    the last failure raise ``ReadError`` with a readable reason."""
     attempt = 0
     while True:
         try:
-            fs, path = filesystem(uri, config.storage_options)
-            with fs.open(path, "rb") as f:
-                limit = config.max_bytes + 1 if config.max_bytes else -1
-                data = f.read(limit)
-            if config.max_bytes and len(data) > config.max_bytes:
-                raise InputTooLarge(f"file is larger than max_bytes={config.max_bytes}")
-            return data
-        except PERMANENT_ERRORS as e:
-            raise _read_error(e, uri) from e
-        except Exception as e:  # network errors, timeouts, 5xx: worth another try
-            if attempt >= config.retries:
-                raise _read_error(e, uri, attempt + 1) from e
+            return call_with_timeout(lambda: _read_once(uri, config), config.timeout_s)
+        except Exception as e:
+            error = deciding_error(e)
+            if isinstance(error, PERMANENT_ERRORS):
+                raise _read_error(error, uri) from e
+            if attempt >= config.retries:  # network errors, timeouts, 5xx: worth another try
+                raise _read_error(error, uri, attempt + 1) from e
             sleep(config.backoff_s * (2 ** attempt))
             attempt += 1
+
+
+def _read_once(uri: str, config: ReadConfig) -> bytes:
+    fs, path = filesystem(uri, config.storage_options)
+    if is_local(uri):
+        _check_regular_file(path)
+    limit = config.max_bytes or None
+    with fs.open(path, "rb") as f:
+        size = getattr(f, "size", None)
+        size = size if isinstance(size, int) else None
+        if limit and size is not None and size > limit:
+            raise InputTooLarge(f"file is larger than max_bytes={limit} ({size} bytes)")
+        data = _read_up_to(f, limit + 1 if limit else None)
+    if limit and len(data) > limit:
+        raise InputTooLarge(f"file is larger than max_bytes={limit}")
+    if size is not None and len(data) < size:
+        raise IncompleteRead(f"got {len(data)} of {size} bytes")
+    return data
+
+
+def _read_up_to(f, limit: Optional[int]) -> bytes:
+    """Read until end of file or ``limit`` bytes: one ``read`` may return less (a socket,
+    a network stream), so keep reading until it returns nothing."""
+    chunks, total = [], 0
+    while limit is None or total < limit:
+        chunk = f.read(-1 if limit is None else limit - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _check_regular_file(path: str) -> None:
+    mode = os.stat(path).st_mode  # FileNotFoundError for a dangling link, PermissionError
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        raise NotARegularFile(f"not a regular file ({kind})")
+
+
+T = TypeVar("T")
+
+
+def call_with_timeout(fn: Callable[[], T], timeout_s: Optional[float]) -> T:
+    """``fn()``, or ``ReadTimeout`` once ``timeout_s`` has passed. The call runs in a
+    daemon thread: a read that hangs for good is abandoned there and cannot keep the
+    worker from exiting (a ThreadPoolExecutor's threads are joined at exit)."""
+    if not timeout_s:
+        return fn()
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, name="textfilter-read", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise ReadTimeout(f"read timed out after {timeout_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def deciding_error(e: Exception) -> Exception:
+    """The error that decides between retrying and giving up. fsspec's HTTP filesystem
+    reports any failure to reach a URL (a 503, a 403, a reset connection) as
+    ``FileNotFoundError`` raised from the real error: only a 404 or 410 is "not found",
+    a 401 or 403 is refused for good, anything else (5xx, 429, connection errors) is
+    transient."""
+    cause = e.__cause__
+    if not isinstance(e, FileNotFoundError) or cause is None or isinstance(cause, FileNotFoundError):
+        return e
+    status = getattr(cause, "status", None)  # aiohttp's ClientResponseError
+    if status in (404, 410):
+        return e
+    if status in (401, 403):
+        return ReadError(f"permission denied (HTTP {status})")
+    return cause if status is not None or _is_network_error(cause) else e
+
+
+def _is_network_error(e: BaseException) -> bool:
+    try:
+        from aiohttp import ClientError
+    except ImportError:  # pragma: no cover - aiohttp comes with fsspec's HTTP support
+        ClientError = ConnectionError
+    return isinstance(e, (ConnectionError, TimeoutError, ClientError))
 
 
 def _read_error(e: Exception, uri: str, attempts: int = 1) -> ReadError:

@@ -41,6 +41,10 @@ class TextFilterOptions(PipelineOptions):
         io.add_argument(
             "--records_per_shard", type=int, default=50_000,
             help="Manifest lines per output shard.")
+        io.add_argument(
+            "--report", action="store_true", default=False,
+            help="After the run, write OUTPUT/report.html: counts, score histogram, throughput, failures "
+                 "by reason and a gallery of borderline text and non-text images (self-contained HTML).")
 
         model = parser.add_argument_group("model and decision")
         model.add_argument(
@@ -50,9 +54,18 @@ class TextFilterOptions(PipelineOptions):
             "--threshold", type=float, default=None,
             help="Image score at or above which an image is text. Default: the threshold stored with the weights.")
         model.add_argument("--batch_size", type=int, default=32, help="Largest inference batch.")
-        model.add_argument("--num_threads", type=int, default=1, help="torch threads per worker process.")
+        model.add_argument(
+            "--num_threads", type=int, default=1, help="torch / onnxruntime threads per worker process.")
+        model.add_argument(
+            "--model_format", choices=("torch", "onnx"), default="torch",
+            help="torch: a student checkpoint (.pt), run by PyTorch. onnx: an export made by "
+                 "`python -m model.export --format onnx`, run by onnxruntime "
+                 "(default path model/weights/student.onnx).")
 
         limits = parser.add_argument_group("limits and retries")
         limits.add_argument("--max_bytes", type=int, default=50 * 1024 * 1024, help="Largest input file read.")
         limits.add_argument("--max_pixels", type=int, default=100_000_000, help="Largest declared image size.")
         limits.add_argument("--read_retries", type=int, default=3, help="Retries of a transient read error.")
+        limits.add_argument(
+            "--read_timeout", type=float, default=60.0,
+            help="Seconds one read attempt may take; a timed-out read is retried, then fails. 0: no limit.")

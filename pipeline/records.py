@@ -22,13 +22,15 @@ STAGE_OCR_SINK = "ocr_sink"
 
 
 def decided_record(uri: str, region_probs: np.ndarray, threshold: float) -> dict:
-    """A text or non-text decision: score = max region probability (logical OR)."""
-    score = float(image_score(np.asarray(region_probs)))
+    """A text or non-text decision: score = max region probability (logical OR). The label
+    is decided on the score as written, so every record satisfies its own
+    ``label == "text"`` iff ``score >= threshold``."""
+    score = round(float(image_score(np.asarray(region_probs))), 6)
     grids = split_grids(region_probs)
     return {
         "uri": uri,
         "label": TEXT if score >= threshold else NON_TEXT,
-        "score": round(score, 6),
+        "score": score,
         "threshold": threshold,
         "regions_5x5": grids["5x5"],
         "regions_3x3": grids["3x3"],

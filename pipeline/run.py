@@ -20,14 +20,15 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from model.preprocessing import DEFAULT_PREPROCESS
-from model.registry import read_checkpoint
+from model.onnx_format import read_onnx_meta
 from pipeline.handler import default_model_path, read_model_bytes
 from pipeline.io import ReadConfig, ReadImageUris
+from pipeline.logs import install_redaction
 from pipeline.options import SAMPLES_DIR, TextFilterOptions
 from pipeline.records import FAILED, NON_TEXT, ROUTES, TEXT
-from pipeline.sinks import OcrInbox, WriteJsonLines, write_atomically
+from pipeline.sinks import OcrInbox, WriteManifests, write_atomically
 from pipeline.transforms import NAMESPACE, FilterImages
-from pipeline.uris import filesystem, join
+from pipeline.uris import filesystem, join, redact_uri
 
 log = logging.getLogger("textfilter")
 
@@ -47,18 +48,26 @@ class FilterConfig:
     num_threads: int = 1
     max_pixels: int = DEFAULT_PREPROCESS.max_pixels
     records_per_shard: int = 50_000
+    model_format: str = "torch"
+    report: bool = False
 
 
-def stored_threshold(model_path: Optional[str], storage_options=None) -> float:
-    """The decision threshold saved with the student's weights (chosen on dev)."""
-    path = model_path or default_model_path()
+def stored_threshold(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> float:
+    """The decision threshold saved with the student's weights (chosen on dev): in the
+    checkpoint's meta, or in an ONNX export's metadata_props."""
+    path = model_path or default_model_path(model_format)
     try:
         data = read_model_bytes(path, storage_options)
     except FileNotFoundError as e:
         raise FileNotFoundError(
-            f"student weights not found at {path}; pass --model_path or train them (see MODEL.md)"
+            f"student weights not found at {redact_uri(path)}; pass --model_path or train them (see MODEL.md)"
         ) from e
-    meta = read_checkpoint(data).get("meta") or {}
+    if model_format == "onnx":
+        meta = read_onnx_meta(data)
+    else:
+        from model.registry import read_checkpoint  # torch: not imported on the ONNX path
+
+        meta = read_checkpoint(data).get("meta") or {}
     if "threshold" not in meta:
         return 0.5
     return float(meta["threshold"])
@@ -73,15 +82,19 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
     for list_file in input_lists:
         fs, path = filesystem(list_file, o.storage_options)
         if not fs.isfile(path):
-            raise FileNotFoundError(f"--input_list {list_file} does not exist")
-    read = ReadConfig(max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options)
-    threshold = o.threshold if o.threshold is not None else stored_threshold(o.model_path, o.storage_options)
+            raise FileNotFoundError(f"--input_list {redact_uri(list_file)} does not exist")
+    read = ReadConfig(
+        max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
+    )
+    threshold = o.threshold if o.threshold is not None else stored_threshold(
+        o.model_path, o.storage_options, o.model_format
+    )
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {threshold}")
     return FilterConfig(
         inputs=inputs, input_lists=input_lists, output=o.output, threshold=threshold, model_path=o.model_path,
         read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
-        max_pixels=o.max_pixels, records_per_shard=o.records_per_shard,
+        max_pixels=o.max_pixels, records_per_shard=o.records_per_shard, model_format=o.model_format, report=o.report,
     )
 
 
@@ -91,17 +104,14 @@ def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig) -> dict:
     uris = pipeline | "ReadUris" >> ReadImageUris(config.inputs, config.input_lists, config.read.storage_options)
     routes = uris | "Filter" >> FilterImages(
         config.threshold, config.model_path, read_config=config.read, preprocess=preprocess,
-        num_threads=config.num_threads, max_batch_size=config.batch_size,
+        num_threads=config.num_threads, max_batch_size=config.batch_size, model_format=config.model_format,
     )
     text, failed = routes[TEXT], routes[FAILED]
     if config.ocr_inbox:
         text, inbox_failed = text | "OcrInbox" >> OcrInbox(config.ocr_inbox, config.read)
         failed = (failed, inbox_failed) | "WithInboxFailures" >> beam.Flatten()
     outputs = {TEXT: text, NON_TEXT: routes[NON_TEXT], FAILED: failed}
-    for route, records in outputs.items():
-        records | f"Write_{route}" >> WriteJsonLines(
-            join(config.output, route), config.read.storage_options, config.records_per_shard
-        )
+    outputs | "WriteManifests" >> WriteManifests(config.output, config.read.storage_options, config.records_per_shard)
     return outputs
 
 
@@ -144,7 +154,7 @@ def summarize(config: FilterConfig, counts: dict, seconds: float) -> dict:
         "seconds": round(seconds, 3),
         "images_per_second": round(total / seconds, 2) if total and seconds > 0 else None,
         "threshold": config.threshold,
-        "outputs": {route: join(config.output, f"{route}-*.jsonl") for route in ROUTES},
+        "outputs": {route: redact_uri(join(config.output, f"{route}-*.jsonl")) for route in ROUTES},
     }
 
 
@@ -158,6 +168,7 @@ def summary_line(summary: dict) -> str:
 
 def run(argv=None, save_main_session: bool = True, test_pipeline=None) -> dict:
     """Run the filter; returns the run summary (also written to OUTPUT/summary.json)."""
+    install_redaction()
     options = PipelineOptions(argv)
     options.view_as(SetupOptions).save_main_session = save_main_session
     standard = options.view_as(StandardOptions)
@@ -176,11 +187,21 @@ def run(argv=None, save_main_session: bool = True, test_pipeline=None) -> dict:
         join(config.output, "summary.json"), json.dumps(summary, indent=2).encode("utf-8"), config.read.storage_options
     )
     print(summary_line(summary))
+    if config.report:
+        from pipeline.report import write_report
+
+        try:
+            report = write_report(config.output, summary, config.read.storage_options)
+        except Exception as e:  # noqa: BLE001 - the manifests are written; a broken report must not hide them
+            log.warning("could not write the HTML report: %s: %s", type(e).__name__, e)
+        else:
+            print(f"textfilter: report: {redact_uri(report)}")
     return summary
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    install_redaction()
     try:
         run(argv)
     except (ValueError, FileNotFoundError) as e:

@@ -1,10 +1,18 @@
 """Outputs: JSON Lines manifests and the OCR inbox, written through fsspec.
 
-``WriteJsonLines`` writes ``{prefix}-SSSSS-of-NNNNN.jsonl`` shards. Each shard is written
-to a temporary name and renamed, lines sorted by URI, so a retried bundle rewrites the same
-file with the same content (no duplicates, no half-written files), and shards left by an
-earlier run into the same folder are removed once the new ones are complete. A route with
-no records still gets one empty shard, so every run leaves all three manifests.
+``WriteManifests`` writes ``OUTPUT/{route}-SSSSS-of-NNNNN.jsonl`` shards for every route in
+two steps, like Beam's own file sinks:
+
+1. each shard is written, lines sorted by URI, into a hidden staging folder of this run
+   (``OUTPUT/.staging-<run id>/``), each file to a temporary name and renamed; a retried
+   bundle rewrites the same file with the same content;
+2. once every shard of every route is staged, one step moves them to their final names,
+   writes an empty shard for a route with no records (every run leaves all three
+   manifests), and removes the shards of earlier runs and leftover staging folders.
+
+A run that crashes or is killed before step 2 leaves the previous run's manifests as they
+were (plus a hidden staging folder that the next run removes); no reader ever sees a
+half-written file, nor a mix of two runs' shards outside the short step 2.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.io import ReadConfig, read_bytes
+from pipeline.logs import install_redaction
 from pipeline.records import FAILED, STAGE_OCR_SINK, failed_record
 from pipeline.uris import filesystem, is_local, join, safe_name
 
 NAMESPACE = "textfilter"
+STAGING = ".staging-"
+TMP = ".tmp-"
 
 
 def shard_name(prefix: str, index: int, num_shards: int) -> str:
@@ -31,8 +42,9 @@ def shard_name(prefix: str, index: int, num_shards: int) -> str:
 
 def write_atomically(uri: str, data: bytes, storage_options: Optional[Mapping] = None) -> None:
     """Write ``data`` so that readers never see a half-written file: on a local disk to a
-    temporary name beside ``uri``, then renamed; object stores (gs://, s3://, ...) publish
-    an object only when its upload completes, so there it is written in place."""
+    temporary name beside ``uri`` (removed again if writing fails), then renamed; object
+    stores (gs://, s3://, ...) publish an object only when its upload completes, so there
+    it is written in place."""
     fs, path = filesystem(uri, storage_options)
     if not is_local(uri):
         fs.pipe_file(path, data)
@@ -40,57 +52,93 @@ def write_atomically(uri: str, data: bytes, storage_options: Optional[Mapping] =
     parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}" if parent else f".tmp-{uuid.uuid4().hex}-{name}"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
+    tmp = f"{parent}/{TMP}{uuid.uuid4().hex}-{name}" if parent else f"{TMP}{uuid.uuid4().hex}-{name}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def _basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, prefix: str, storage_options: Mapping):
-        self.prefix = prefix
+    """(shard index, lines) -> (route, staged shard URI), the shard complete on storage."""
+
+    def __init__(self, route: str, staged_prefix: str, storage_options: Mapping):
+        self.route = route
+        self.staged_prefix = staged_prefix
         self.storage_options = storage_options
 
     def process(self, keyed_lines, num_shards):
         index, lines = keyed_lines
         body = "".join(line + "\n" for line in sorted(lines))
-        uri = shard_name(self.prefix, index, num_shards)
+        uri = shard_name(self.staged_prefix, index, num_shards)
         write_atomically(uri, body.encode("utf-8"), self.storage_options)
-        yield uri
+        yield self.route, uri
 
 
 class _FinalizeFn(beam.DoFn):
-    """Runs once, after every shard is written: writes an empty shard for an empty route
-    and removes shards of earlier runs that this run did not write."""
+    """Runs once, after every shard of every route is staged: publishes them (see the
+    module docstring). Running it again after it ran, in full or in part, does the same.
+    It removes every staging folder under ``output``: one job writes to an output at a time."""
 
-    def __init__(self, prefix: str, storage_options: Mapping):
-        self.prefix = prefix
+    def __init__(self, output: str, routes: tuple[str, ...], storage_options: Mapping):
+        self.output = output
+        self.routes = routes
         self.storage_options = storage_options
 
-    def process(self, _, written, num_shards):
-        written = set(written)
-        if not written:
-            empty = shard_name(self.prefix, 0, num_shards)
-            write_atomically(empty, b"", self.storage_options)
-            written.add(empty)
-        fs, prefix_path = filesystem(self.prefix, self.storage_options)
-        keep = {filesystem(u, self.storage_options)[1] for u in written}
-        for stale in fs.glob(prefix_path + "-*-of-*.jsonl"):
-            if stale not in keep:
-                fs.rm(stale)
-        yield from sorted(written)
+    def process(self, _, staged):
+        fs, _ = filesystem(self.output, self.storage_options)
+        published = {route: [] for route in self.routes}
+        for route, uri in sorted(staged):  # new shards first: a record is never missing
+            final = join(self.output, _basename(uri))
+            self._move(fs, uri, final)
+            published[route].append(final)
+        for route, finals in published.items():
+            if not finals:
+                finals.append(shard_name(join(self.output, route), 0, 1))
+                write_atomically(finals[0], b"", self.storage_options)
+        for route, finals in published.items():  # then the shards of earlier runs go
+            keep = {self._path(u) for u in finals}
+            for stale in fs.glob(self._path(join(self.output, route)) + "-*-of-*.jsonl"):
+                if stale not in keep:
+                    fs.rm(stale)
+        for folder in fs.glob(self._path(join(self.output, STAGING)) + "*"):
+            fs.rm(folder, recursive=True)  # this run's, and any left by a crashed run
+        yield from sorted(u for finals in published.values() for u in finals)
+
+    def _path(self, uri: str) -> str:
+        return filesystem(uri, self.storage_options)[1]
+
+    def _move(self, fs, staged: str, final: str) -> None:
+        src, dst = self._path(staged), self._path(final)
+        if not fs.exists(src):
+            if not fs.exists(dst):  # neither staged nor published: never silently drop a shard
+                raise FileNotFoundError(f"staged shard {staged} is missing")
+            return  # moved by an earlier attempt of this step
+        if is_local(final):
+            fs.mv(src, dst)  # a rename: atomic
+        else:  # a server-side copy publishes the whole object at once; no move API needed
+            fs.copy(src, dst)
+            fs.rm(src)
 
 
-class WriteJsonLines(beam.PTransform):
-    """dict records -> JSON Lines shards under ``prefix``; returns the written shard URIs.
+class _StageShards(beam.PTransform):
+    """One route's records -> (route, staged shard URI). The number of shards follows the
+    record count (``records_per_shard``), so a small run writes one file and a large one
+    spreads the writing across workers."""
 
-    The number of shards follows the record count (``records_per_shard``), so a small run
-    writes one file and a large one spreads the writing across workers."""
-
-    def __init__(self, prefix: str, storage_options: Optional[Mapping] = None, records_per_shard: int = 50_000):
+    def __init__(self, route: str, staged_prefix: str, storage_options: Mapping, records_per_shard: int):
         super().__init__()
-        self.prefix = prefix
-        self.storage_options = dict(storage_options or {})
+        self.route = route
+        self.staged_prefix = staged_prefix
+        self.storage_options = storage_options
         self.records_per_shard = records_per_shard
 
     def expand(self, records):
@@ -100,18 +148,43 @@ class WriteJsonLines(beam.PTransform):
             | "Count" >> beam.combiners.Count.Globally()
             | "NumShards" >> beam.Map(lambda n: max(1, math.ceil(n / per_shard)))
         )
-        written = (
+        return (
             records
             | "ToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True, ensure_ascii=False))
             | "Shard" >> beam.Map(lambda line, n: (zlib.crc32(line.encode("utf-8")) % n, line), num_shards)
             | "GroupShards" >> beam.GroupByKey()
-            | "WriteShards" >> beam.ParDo(_WriteShardFn(self.prefix, self.storage_options), num_shards)
+            | "WriteShards" >> beam.ParDo(
+                _WriteShardFn(self.route, self.staged_prefix, self.storage_options), num_shards
+            )
         )
+
+
+class WriteManifests(beam.PTransform):
+    """{route: dict records} -> JSON Lines shards ``OUTPUT/{route}-SSSSS-of-NNNNN.jsonl``,
+    all routes published together; returns the published shard URIs."""
+
+    def __init__(self, output: str, storage_options: Optional[Mapping] = None, records_per_shard: int = 50_000):
+        super().__init__()
+        self.output = output
+        self.storage_options = dict(storage_options or {})
+        self.records_per_shard = records_per_shard
+        # Fixed when the pipeline is built, so a retried bundle writes to the same place.
+        self.staging = join(output, STAGING + uuid.uuid4().hex[:16])
+
+    def expand(self, routes: dict):
+        staged = [
+            records | f"Stage_{route}" >> _StageShards(
+                route, join(self.staging, route), self.storage_options, self.records_per_shard
+            )
+            for route, records in routes.items()
+        ]
+        pipeline = next(iter(routes.values())).pipeline
         return (
-            records.pipeline
+            pipeline
             | "Once" >> beam.Create([None])
-            | "Finalize" >> beam.ParDo(
-                _FinalizeFn(self.prefix, self.storage_options), beam.pvalue.AsList(written), num_shards
+            | "Publish" >> beam.ParDo(
+                _FinalizeFn(self.output, tuple(routes), self.storage_options),
+                beam.pvalue.AsList(staged | "AllStaged" >> beam.Flatten()),
             )
         )
 
@@ -125,6 +198,9 @@ class CopyToOcrInboxFn(beam.DoFn):
         self.read_config = read_config
         self.copied = Metrics.counter(NAMESPACE, "ocr_inbox_copied")
         self.failed = Metrics.counter(NAMESPACE, "failed_ocr_sink")
+
+    def setup(self):
+        install_redaction()
 
     def process(self, record: dict):
         uri = record["uri"]

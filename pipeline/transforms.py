@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Optional
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image
-from pipeline.handler import StudentModelHandler
+from model.regions import NUM_REGIONS
+from pipeline.handler import model_handler
 from pipeline.io import ReadConfig, read_bytes
+from pipeline.logs import install_redaction
 from pipeline.records import (
     FAILED, NON_TEXT, STAGE_DECODE, STAGE_INFERENCE, STAGE_READ, TEXT, decided_record, failed_record,
 )
@@ -33,6 +36,9 @@ class ReadAndDecodeFn(beam.DoFn):
         self.decoded = Metrics.counter(NAMESPACE, "decoded")
         self.failed_read = Metrics.counter(NAMESPACE, "failed_read")
         self.failed_decode = Metrics.counter(NAMESPACE, "failed_decode")
+
+    def setup(self):
+        install_redaction()  # the worker's log handlers exist by now
 
     def process(self, uri: str):
         # A bad input never stops the pipeline: every exception becomes a dead letter.
@@ -54,19 +60,31 @@ class ReadAndDecodeFn(beam.DoFn):
 
 
 class RouteByScoreFn(beam.DoFn):
-    """(uri, PredictionResult) -> a decided record on the ``text`` or ``non_text`` output."""
+    """(uri, PredictionResult) -> a decided record on the ``text`` or ``non_text`` output,
+    or a failed record where the model returned no usable probabilities (NaN, values
+    outside [0, 1], the wrong number of regions): a manifest never holds a NaN score."""
 
     def __init__(self, threshold: float):
         self.threshold = threshold
         self.counters = {route: Metrics.counter(NAMESPACE, route) for route in (TEXT, NON_TEXT)}
+        self.failed = Metrics.counter(NAMESPACE, "failed_inference")
         self.scores = Metrics.distribution(NAMESPACE, "score_permille")
 
     def process(self, keyed_result):
         uri, result = keyed_result
-        record = decided_record(uri, result.inference, self.threshold)
+        probs = np.asarray(result.inference, dtype=np.float64)
+        if probs.shape != (NUM_REGIONS,) or not ((probs >= 0.0) & (probs <= 1.0)).all():  # NaN fails too
+            self.failed.inc()
+            reason = f"model returned {probs.size} region scores, not {NUM_REGIONS} probabilities in [0, 1]"
+            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_INFERENCE, reason, "BadModelOutput"))
+            return
+        record = decided_record(uri, probs, self.threshold)
         self.counters[record["label"]].inc()
         self.scores.update(int(round(record["score"] * 1000)))
         yield beam.pvalue.TaggedOutput(record["label"], record)
+
+
+_failed_inference = Metrics.counter(NAMESPACE, "failed_inference")
 
 
 def inference_failures(dead_letter) -> list:
@@ -78,6 +96,7 @@ def inference_failures(dead_letter) -> list:
     else:
         error_type, message = type(error).__name__, str(error)
     examples = batch if isinstance(batch, list) else [batch]
+    _failed_inference.inc(len(examples))
     return [failed_record(uri, STAGE_INFERENCE, message, error_type) for uri, _ in examples]
 
 
@@ -93,13 +112,15 @@ class FilterImages(beam.PTransform):
         preprocess: PreprocessConfig = DEFAULT_PREPROCESS,
         num_threads: int = 1,
         max_batch_size: int = 32,
+        model_format: str = "torch",
     ):
         super().__init__()
         self.threshold = threshold
         self.read_config = read_config
         self.preprocess = preprocess
         self.handler = KeyedModelHandler(
-            StudentModelHandler(
+            model_handler(
+                model_format,
                 model_path,
                 num_threads=num_threads,
                 storage_options=read_config.storage_options,
@@ -112,7 +133,9 @@ class FilterImages(beam.PTransform):
             ReadAndDecodeFn(self.read_config, self.preprocess)
         ).with_outputs(FAILED, main="images")
         predictions, dead = decoded.images | "RunInference" >> RunInference(self.handler).with_exception_handling()
-        routed = predictions | "Route" >> beam.ParDo(RouteByScoreFn(self.threshold)).with_outputs(TEXT, NON_TEXT)
+        routed = predictions | "Route" >> beam.ParDo(RouteByScoreFn(self.threshold)).with_outputs(
+            TEXT, NON_TEXT, FAILED
+        )
         failed_inference = dead.failed_inferences | "InferenceFailures" >> beam.FlatMap(inference_failures)
-        failed = (decoded[FAILED], failed_inference) | "AllFailed" >> beam.Flatten()
+        failed = (decoded[FAILED], failed_inference, routed[FAILED]) | "AllFailed" >> beam.Flatten()
         return {TEXT: routed[TEXT], NON_TEXT: routed[NON_TEXT], FAILED: failed}

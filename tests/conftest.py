@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+
+from tests.faulty_fs import PROTOCOL as FAULTY_PROTOCOL, FaultyFileSystem
+from tests.images import image_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
@@ -26,17 +26,6 @@ def student_checkpoint(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("weights") / "student.pt"
     save_checkpoint(path, build_model("student"), {"threshold": 0.5})
     return str(path)
-
-
-def image_bytes(fmt: str, size=(64, 48), mode="RGB", color=(200, 30, 30), **save_kwargs) -> bytes:
-    img = Image.new(mode, size, color if mode in ("RGB", "RGBA") else 128)
-    if mode in ("RGB", "RGBA"):
-        arr = np.asarray(img).copy()
-        arr[: size[1] // 2, : size[0] // 2] = 20  # some structure
-        img = Image.fromarray(arr, mode)
-    buf = io.BytesIO()
-    img.save(buf, fmt, **save_kwargs)
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -68,3 +57,15 @@ def mixed_folder(tmp_path) -> dict:
     for name, data in bad.items():
         (d / name).write_bytes(data)
     return {"dir": str(d), "good": good, "bad": [str(d / n) for n in bad]}
+
+
+@pytest.fixture
+def faulty_fs():
+    """The fault-injecting filesystem of tests/faulty_fs.py, registered as ``faulty://``
+    and empty; hung reads are let go at the end."""
+    import fsspec
+
+    fsspec.register_implementation(FAULTY_PROTOCOL, FaultyFileSystem, clobber=True)
+    FaultyFileSystem.reset()
+    yield FaultyFileSystem
+    FaultyFileSystem.reset()

@@ -51,4 +51,5 @@ def test_gs_input_output_and_inbox(gcs, student_checkpoint):
     assert failed["gs://crawl/2026/broken.jpg"]["stage"] == "decode"
     assert failed["gs://crawl/2026/missing.jpg"]["stage"] == "read"
     assert len(fs.ls("crawl/inbox")) == len(names)
+    assert not fs.glob("crawl/out/.staging-*/**"), "staged shards left behind"
     assert json.loads(fs.cat("crawl/out/summary.json"))["text"] == len(names)

@@ -1,6 +1,4 @@
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -9,25 +7,7 @@ from PIL import Image
 from model.preprocessing import (
     DEFAULT_PREPROCESS, ImageDecodeError, ImageTooLarge, PreprocessConfig, decode_image, target_size, to_tensor,
 )
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A PNG header that declares a huge image (no real pixel data): a decompression bomb."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-
-
-def gradient(w=400, h=300):
-    x = np.linspace(0, 255, w, dtype=np.uint8)[None, :, None]
-    return np.broadcast_to(x, (h, w, 3)).copy()
+from tests.images import encode, gradient, png_declaring
 
 
 @pytest.mark.parametrize("size,expected", [

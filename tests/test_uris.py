@@ -92,3 +92,21 @@ def test_expand_folder_glob_and_single(tmp_path):
     assert list(expand_pattern(str(tmp_path / "none-*.jpg"))) == []
     assert list(expand_pattern("https://example.com/x.jpg")) == ["https://example.com/x.jpg"]
     assert list(expand_pattern(str(tmp_path / "missing.jpg"))) == [str(tmp_path / "missing.jpg")]
+
+
+@pytest.mark.parametrize("uri,protocol", [
+    ("/data/a::b.jpg", "file"), ("a::b.jpg", "file"), ("file:odd.jpg", "file"), ("C:\\x.jpg", "file"),
+    ("file:///data/a.jpg", "file"), ("gs://b/a.jpg", "gs"), ("simplecache::gs://b/a.jpg", "simplecache"),
+])
+def test_local_names_are_never_parsed_as_urls(uri, protocol):
+    from pipeline.uris import get_protocol
+
+    assert get_protocol(uri) == protocol
+
+
+def test_secrets_in_free_text_are_redacted():
+    from pipeline.uris import redact_secrets
+
+    text = "GET https://bob:pw123@h/a.jpg?X-Amz-Signature=abc&w=2 failed; retry https://h/b?token=zz'"
+    assert redact_secrets(text) == (
+        "GET https://***@h/a.jpg?X-Amz-Signature=REDACTED&w=2 failed; retry https://h/b?token=REDACTED'")

@@ -59,7 +59,7 @@ class BEGANLoss(nn.Module):
             balance = self.gamma * real - fake
             self.k.copy_((self.k + self.k_lr * balance).clamp(0.0, 1.0))
             convergence = real + balance.abs()
-        return loss, {"d_real": float(real), "d_fake": float(fake), "k": float(self.k), "m_global": float(convergence)}
+        return loss, {"d_real": real.item(), "d_fake": fake.item(), "k": self.k.item(), "m_global": convergence.item()}
 
     def discriminator_step(self, optimizer: torch.optim.Optimizer, student_feats, teacher_feats) -> dict:
         """One update of D with ``optimizer`` (which holds D's parameters only)."""
