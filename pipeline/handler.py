@@ -18,6 +18,7 @@ from collections import defaultdict
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
+from apache_beam.ml.inference import base as _inference_base
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.onnx_format import INPUT_NAME, PROBS_NAME, make_session
@@ -25,6 +26,18 @@ from model.preprocessing import normalize_images
 from pipeline.uris import filesystem
 
 MODEL_FORMATS = ("torch", "onnx")
+
+# Beam 2.77 imports ``resource`` in the same try-block as its optional ModelManager (which
+# needs scipy and torch, see pipeline/__init__.py), so without them RunInference logs
+# "Resource module is not available" for every batch and reports no memory metrics.
+# ``resource`` exists on every POSIX platform: give it back.
+if getattr(_inference_base, "resource", None) is None:
+    try:
+        import resource as _resource
+
+        _inference_base.resource = _resource
+    except ImportError:  # not POSIX
+        pass
 
 
 def read_model_bytes(model_path: str, storage_options=None) -> bytes:
