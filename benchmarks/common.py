@@ -114,3 +114,25 @@ def decode_full(data: bytes, short_edge: int = 256) -> np.ndarray:
     scale = short_edge / min(img.size)
     img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BILINEAR)
     return np.asarray(img)
+
+
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+def labelled_images(data_dir: str = SHARED_DATA, split: str = "dev") -> list[dict]:
+    """The records of ``data_dir/labels.jsonl`` in ``split``, each with ``file`` (its full path)."""
+    import json
+
+    with open(os.path.join(data_dir, "labels.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [{**r, "file": os.path.join(data_dir, r["path"])} for r in records if r.get("split") == split]
+
+
+def text_chars_kept(reference: list[str], found: list[str]) -> tuple[int, int]:
+    """(characters of ``reference`` also in ``found``, characters of ``reference``): the
+    multiset overlap of non-space characters, so word order and box splits do not matter."""
+    from collections import Counter
+
+    ref = Counter("".join(reference).replace(" ", ""))
+    got = Counter("".join(found).replace(" ", ""))
+    return sum((ref & got).values()), sum(ref.values())
