@@ -77,14 +77,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", default=SHARED_DATA)
     parser.add_argument("--ocr_mode", choices=("whole", "regions"), default="whole",
                         help="OCR mode of the filter + OCR run (OCR-everything reads whole images).")
+    parser.add_argument("--threshold", default=None, help="Decision threshold of the filter run (default: stored).")
+    parser.add_argument("--model_path", default=None, help="Student checkpoint (default: the shipped weights).")
     parser.add_argument("--workdir", default=None, help="Keep the set and outputs here (default: a temp folder).")
     args = parser.parse_args(argv)
 
     work = args.workdir or tempfile.mkdtemp(prefix="crawl_demo_")
     crawl = os.path.join(work, "crawl")
     truth = build_crawl(crawl, args.n, args.text_share, args.data)
-    filtered_s = timed_run(crawl, os.path.join(work, "filter_ocr"), "--ocr_mode", args.ocr_mode)
-    everything_s = timed_run(crawl, os.path.join(work, "ocr_everything"), "--threshold", "0")
+    model = ["--model_path", args.model_path] if args.model_path else []
+    threshold = ["--threshold", args.threshold] if args.threshold is not None else []
+    filtered_s = timed_run(crawl, os.path.join(work, "filter_ocr"), "--ocr_mode", args.ocr_mode, *model, *threshold)
+    everything_s = timed_run(crawl, os.path.join(work, "ocr_everything"), "--threshold", "0", *model)
 
     filtered, everything = ocr_texts(os.path.join(work, "filter_ocr")), ocr_texts(os.path.join(work, "ocr_everything"))
     with_text = [u for u, t in everything.items() if t]

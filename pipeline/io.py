@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional, TypeVar
 
-import apache_beam as beam
-
+from pipeline.tar import read_member, split_member_uri
 from pipeline.uris import filesystem, get_protocol, is_local, redact_uri
 
 log = logging.getLogger(__name__)
@@ -72,9 +71,16 @@ def has_glob(pattern: str) -> bool:
 def expand_pattern(pattern: str, storage_options: Mapping | None = None) -> Iterator[str]:
     """URIs named by ``pattern``: a glob, a folder (every file below it, hidden ones
     skipped), or a single file or URL (yielded as it is; reading it reports any error)."""
+    for uri, _ in list_pattern(pattern, storage_options):
+        yield uri
+
+
+def list_pattern(pattern: str, storage_options: Mapping | None = None) -> Iterator[tuple[str, Optional[dict]]]:
+    """(URI, the listing's info dict or None) for each URI of ``expand_pattern``: a glob or
+    folder listing returns size, mtime / etag / generation at no extra cost."""
     protocol = get_protocol(pattern)
     if protocol in ("http", "https"):
-        yield pattern
+        yield pattern, None
         return
     fs, path = filesystem(pattern, storage_options)
 
@@ -85,19 +91,21 @@ def expand_pattern(pattern: str, storage_options: Mapping | None = None) -> Iter
         # Like a shell, a wildcard does not match hidden names (.tmp files, .DS_Store),
         # and a pattern that matches nothing but names a file (img[1].jpg) is that file.
         show_hidden = path.rsplit("/", 1)[-1].startswith(".")
-        matches = sorted(m for m in fs.glob(path) if show_hidden or not m.rsplit("/", 1)[-1].startswith("."))
+        found = fs.glob(path, detail=True)
+        matches = sorted(m for m in found if show_hidden or not m.rsplit("/", 1)[-1].startswith("."))
         if not matches and fs.isfile(path):
-            matches = [path]
+            found, matches = {}, [path]
         if not matches:
             log.warning("pattern %s matched no files", redact_uri(pattern))
         for match in matches:
-            yield full(match)
+            yield full(match), found.get(match)
     elif fs.isdir(path):
-        for found in sorted(fs.find(path)):
-            if not any(part.startswith(".") for part in found[len(path.rstrip("/")):].split("/")):
-                yield full(found)
+        found = fs.find(path, detail=True)
+        for name in sorted(found):
+            if not any(part.startswith(".") for part in name[len(path.rstrip("/")):].split("/")):
+                yield full(name), found[name]
     else:
-        yield pattern
+        yield pattern, None
 
 
 def read_uri_list(list_uri: str, storage_options: Mapping | None = None) -> Iterator[str]:
@@ -129,6 +137,8 @@ def read_bytes(uri: str, config: ReadConfig = ReadConfig(), sleep=time.sleep) ->
 
 
 def _read_once(uri: str, config: ReadConfig) -> bytes:
+    if split_member_uri(uri):  # shard.tar#member.jpg: a WebDataset member
+        return read_member(uri, config.max_bytes, config.storage_options)
     fs, path = filesystem(uri, config.storage_options)
     if is_local(uri):
         _check_regular_file(path)
@@ -233,28 +243,3 @@ def _read_error(e: Exception, uri: str, attempts: int = 1) -> ReadError:
     if attempts > 1:
         text += f" (after {attempts} attempts)"
     return ReadError(text)
-
-
-class ReadImageUris(beam.PTransform):
-    """Patterns and list files -> a reshuffled PCollection of image URIs."""
-
-    def __init__(self, patterns=(), list_files=(), storage_options: Mapping | None = None):
-        super().__init__()
-        self.patterns = list(patterns)
-        self.list_files = list(list_files)
-        self.storage_options = dict(storage_options or {})
-
-    def expand(self, pbegin):
-        so = self.storage_options
-        sources = [("pattern", p) for p in self.patterns] + [("list", f) for f in self.list_files]
-
-        def expand_source(source):
-            kind, value = source
-            yield from (read_uri_list(value, so) if kind == "list" else expand_pattern(value, so))
-
-        return (
-            pbegin
-            | "Sources" >> beam.Create(sources)
-            | "ExpandSources" >> beam.FlatMap(expand_source)
-            | "Spread" >> beam.Reshuffle()
-        )

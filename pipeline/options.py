@@ -30,6 +30,14 @@ class TextFilterOptions(PipelineOptions):
             "--input_list", action="append", default=None,
             help="Text file (local or URL) with one image URI a line. Repeatable.")
         io.add_argument(
+            "--input_format", choices=("auto", "glob", "list", "jsonl", "csv", "parquet", "tar"), default="auto",
+            help="Format of --input / --input_list. auto: by extension (.jsonl/.json, .csv, .parquet: manifests "
+                 "with a URL column; .tar: WebDataset shards, 'shard-{000..009}.tar' or a glob; else a glob / "
+                 "folder / URL for --input and a list file for --input_list).")
+        io.add_argument(
+            "--url_field", default="url",
+            help="Column of JSONL / CSV / Parquet manifests that holds the image URL (img2dataset: url).")
+        io.add_argument(
             "--output", default="textfilter-out",
             help="Folder or fsspec URL for text*.jsonl, non_text*.jsonl, failed*.jsonl and summary.json.")
         io.add_argument(
@@ -38,6 +46,14 @@ class TextFilterOptions(PipelineOptions):
         io.add_argument(
             "--ocr_inbox", default=None,
             help="Also copy every text image into this folder or bucket (safe, collision-free names).")
+        io.add_argument(
+            "--state", default=None,
+            help="Folder or fsspec URL that remembers what earlier runs decided (URI, fingerprint, label): "
+                 "inputs whose fingerprint (size + mtime / etag / hash) is unchanged are skipped. Updated "
+                 "only after the outputs are published.")
+        io.add_argument(
+            "--reprocess", action="store_true", default=False,
+            help="With --state: ignore what it holds, decide every input again and start it afresh.")
         io.add_argument(
             "--records_per_shard", type=int, default=50_000,
             help="Manifest lines per output shard.")
@@ -61,6 +77,16 @@ class TextFilterOptions(PipelineOptions):
             help="torch: a student checkpoint (.pt), run by PyTorch. onnx: an export made by "
                  "`python -m model.export --format onnx`, run by onnxruntime "
                  "(default path model/weights/student.onnx).")
+
+        ocr = parser.add_argument_group("OCR")
+        ocr.add_argument(
+            "--ocr", choices=("none", "rapidocr"), default="none",
+            help="rapidocr: read the text of text images with RapidOCR (PP-OCR ONNX models, offline) into "
+                 "their records' 'ocr' field. none: leave OCR downstream (see --ocr_inbox).")
+        ocr.add_argument(
+            "--ocr_mode", choices=("whole", "regions"), default="whole",
+            help="whole: OCR the whole image. regions: OCR only the regions the student marked as text "
+                 "(merged into rectangles with a margin).")
 
         limits = parser.add_argument_group("limits and retries")
         limits.add_argument("--max_bytes", type=int, default=50 * 1024 * 1024, help="Largest input file read.")

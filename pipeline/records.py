@@ -19,6 +19,7 @@ STAGE_READ = "read"
 STAGE_DECODE = "decode"
 STAGE_INFERENCE = "inference"
 STAGE_OCR_SINK = "ocr_sink"
+STAGE_OCR = "ocr"
 
 
 def decided_record(uri: str, region_probs: np.ndarray, threshold: float) -> dict:

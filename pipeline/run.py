@@ -3,6 +3,8 @@
     python -m pipeline.run                                # the shipped samples
     python -m pipeline.run --input 'gs://bucket/crawl/*.jpg' --output gs://bucket/out \
         --runner DataflowRunner --setup_file ./setup.py ...
+    python -m pipeline.run --input crawl/part-00000.parquet --state gs://bucket/state \
+        --ocr rapidocr ...                                # nightly: only new or changed images
 
 Every input URI ends in exactly one of ``text``, ``non_text`` and ``failed``.
 """
@@ -22,11 +24,14 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 from model.preprocessing import DEFAULT_PREPROCESS
 from model.onnx_format import read_onnx_meta
 from pipeline.handler import default_model_path, read_model_bytes
-from pipeline.io import ReadConfig, ReadImageUris
+from pipeline.fingerprint import FingerprintFn
+from pipeline.io import ReadConfig
 from pipeline.logs import install_redaction
 from pipeline.options import SAMPLES_DIR, TextFilterOptions
 from pipeline.records import FAILED, NON_TEXT, ROUTES, TEXT
 from pipeline.sinks import OcrInbox, WriteManifests, write_atomically
+from pipeline.sources import ExpandShards, ListInputs, check_source, sources
+from pipeline.state import ReadState, SkipDecided, StateStore, WriteState, new_generation_id
 from pipeline.transforms import NAMESPACE, FilterImages
 from pipeline.uris import filesystem, join, redact_uri
 
@@ -50,6 +55,12 @@ class FilterConfig:
     records_per_shard: int = 50_000
     model_format: str = "torch"
     report: bool = False
+    input_format: str = "auto"
+    url_field: str = "url"
+    state: Optional[str] = None
+    reprocess: bool = False
+    ocr: str = "none"
+    ocr_mode: str = "whole"
 
 
 def stored_threshold(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> float:
@@ -79,10 +90,10 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
     input_lists = tuple(o.input_list or ())
     if not inputs and not input_lists:
         inputs = (SAMPLES_DIR,)
-    for list_file in input_lists:
-        fs, path = filesystem(list_file, o.storage_options)
-        if not fs.isfile(path):
-            raise FileNotFoundError(f"--input_list {redact_uri(list_file)} does not exist")
+    for source in sources(inputs, input_lists, o.input_format):
+        check_source(source, o.url_field, o.storage_options)
+    if o.reprocess and not o.state:
+        raise ValueError("--reprocess needs --state (without --state every input is decided anyway)")
     read = ReadConfig(
         max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
     )
@@ -95,23 +106,43 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         inputs=inputs, input_lists=input_lists, output=o.output, threshold=threshold, model_path=o.model_path,
         read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
         max_pixels=o.max_pixels, records_per_shard=o.records_per_shard, model_format=o.model_format, report=o.report,
+        input_format=o.input_format, url_field=o.url_field, state=o.state, reprocess=o.reprocess, ocr=o.ocr,
+        ocr_mode=o.ocr_mode,
     )
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig) -> dict:
     """Add the filter to ``pipeline``; returns the text/non_text/failed record PCollections."""
     preprocess = dataclasses.replace(DEFAULT_PREPROCESS, max_pixels=config.max_pixels)
-    uris = pipeline | "ReadUris" >> ReadImageUris(config.inputs, config.input_lists, config.read.storage_options)
-    routes = uris | "Filter" >> FilterImages(
+    so = config.read.storage_options
+    items = pipeline | "ReadUris" >> ListInputs(
+        config.inputs, config.input_lists, so, input_format=config.input_format, url_field=config.url_field,
+    )
+    store = StateStore(config.state, so) if config.state else None
+    if store:  # skip what an earlier run decided: unchanged images, and unchanged tar shards unread
+        items = items | "Fingerprint" >> beam.ParDo(FingerprintFn(so))
+        previous = pipeline | "ReadState" >> ReadState(store, None if config.reprocess else store.current())
+        items, carried = (items, previous) | "SkipDecided" >> SkipDecided()
+    items, failed_shards, shards_read = items | "ExpandShards" >> ExpandShards(config.read.max_bytes, so)
+    routes = items | "Filter" >> FilterImages(
         config.threshold, config.model_path, read_config=config.read, preprocess=preprocess,
         num_threads=config.num_threads, max_batch_size=config.batch_size, model_format=config.model_format,
     )
-    text, failed = routes[TEXT], routes[FAILED]
+    text, failed = routes[TEXT], [routes[FAILED], failed_shards]
+    if config.ocr != "none":
+        from pipeline.ocr import Ocr  # rapidocr is imported by the workers that run it
+
+        text, ocr_failed = text | "Ocr" >> Ocr(config.ocr_mode, config.read, preprocess, config.num_threads)
+        failed.append(ocr_failed)
     if config.ocr_inbox:
         text, inbox_failed = text | "OcrInbox" >> OcrInbox(config.ocr_inbox, config.read)
-        failed = (failed, inbox_failed) | "WithInboxFailures" >> beam.Flatten()
-    outputs = {TEXT: text, NON_TEXT: routes[NON_TEXT], FAILED: failed}
-    outputs | "WriteManifests" >> WriteManifests(config.output, config.read.storage_options, config.records_per_shard)
+        failed.append(inbox_failed)
+    outputs = {TEXT: text, NON_TEXT: routes[NON_TEXT], FAILED: failed | "AllFailures" >> beam.Flatten()}
+    published = outputs | "WriteManifests" >> WriteManifests(config.output, so, config.records_per_shard)
+    if store:  # after the manifests are published: a crashed run never marks an image as done
+        decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        decisions = {"carried": carried, "processed": items, TEXT: text, NON_TEXT: routes[NON_TEXT], "shards": shards_read}
+        decisions | "UpdateState" >> WriteState(store, new_generation_id(), published, decided_at)
     return outputs
 
 
@@ -128,9 +159,10 @@ def metric_counts(result) -> Optional[dict[str, int]]:
         value = m.committed if m.committed is not None else m.attempted
         totals[m.key.metric.name] = totals.get(m.key.metric.name, 0) + (value or 0)
     return {
-        TEXT: totals.get(TEXT, 0) - totals.get("failed_ocr_sink", 0),
+        TEXT: totals.get(TEXT, 0) - totals.get("failed_ocr_sink", 0) - totals.get("failed_ocr", 0),
         NON_TEXT: totals.get(NON_TEXT, 0),
         FAILED: sum(v for k, v in totals.items() if k.startswith("failed_")),
+        "skipped": totals.get("skipped", 0),
     }
 
 
@@ -147,10 +179,11 @@ def manifest_counts(config: FilterConfig) -> dict[str, int]:
 
 
 def summarize(config: FilterConfig, counts: dict, seconds: float) -> dict:
-    total = sum(counts.values())
+    total = sum(counts.get(route) or 0 for route in ROUTES)  # decided or failed in this run
     return {
         "images": total,
         **{route: counts.get(route) for route in ROUTES},
+        "skipped": counts.get("skipped"),  # unchanged since the --state's last run; None where unknown
         "seconds": round(seconds, 3),
         "images_per_second": round(total / seconds, 2) if total and seconds > 0 else None,
         "threshold": config.threshold,
@@ -159,9 +192,10 @@ def summarize(config: FilterConfig, counts: dict, seconds: float) -> dict:
 
 
 def summary_line(summary: dict) -> str:
+    skipped = f", {summary['skipped']} skipped (unchanged)" if summary.get("skipped") else ""
     return (
         f"textfilter: {summary['images']} images -> {summary[TEXT]} text, {summary[NON_TEXT]} non_text, "
-        f"{summary[FAILED]} failed in {summary['seconds']:.1f} s ({summary['images_per_second'] or 0:.1f} img/s); "
+        f"{summary[FAILED]} failed{skipped} in {summary['seconds']:.1f} s ({summary['images_per_second'] or 0:.1f} img/s); "
         f"outputs: {', '.join(summary['outputs'].values())}"
     )
 

@@ -129,7 +129,7 @@ class _FinalizeFn(beam.DoFn):
             fs.rm(src)
 
 
-class _StageShards(beam.PTransform):
+class StageShards(beam.PTransform):
     """One route's records -> (route, staged shard URI). The number of shards follows the
     record count (``records_per_shard``), so a small run writes one file and a large one
     spreads the writing across workers."""
@@ -173,7 +173,7 @@ class WriteManifests(beam.PTransform):
 
     def expand(self, routes: dict):
         staged = [
-            records | f"Stage_{route}" >> _StageShards(
+            records | f"Stage_{route}" >> StageShards(
                 route, join(self.staging, route), self.storage_options, self.records_per_shard
             )
             for route, records in routes.items()

@@ -18,6 +18,7 @@ from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_ima
 from model.regions import NUM_REGIONS
 from pipeline.handler import model_handler
 from pipeline.io import ReadConfig, read_bytes
+from pipeline.items import as_item
 from pipeline.logs import install_redaction
 from pipeline.records import (
     FAILED, NON_TEXT, STAGE_DECODE, STAGE_INFERENCE, STAGE_READ, TEXT, decided_record, failed_record,
@@ -27,7 +28,8 @@ NAMESPACE = "textfilter"
 
 
 class ReadAndDecodeFn(beam.DoFn):
-    """uri -> (uri, uint8 RGB array resized to the model's input), or a failed record."""
+    """uri or InputItem -> (uri, uint8 RGB array resized to the model's input), or a failed
+    record. An item that carries its bytes (a tar member) is not read again."""
 
     def __init__(self, read_config: ReadConfig = ReadConfig(), preprocess: PreprocessConfig = DEFAULT_PREPROCESS):
         self.read_config = read_config
@@ -40,10 +42,13 @@ class ReadAndDecodeFn(beam.DoFn):
     def setup(self):
         install_redaction()  # the worker's log handlers exist by now
 
-    def process(self, uri: str):
+    def process(self, element):
         # A bad input never stops the pipeline: every exception becomes a dead letter.
+        item = as_item(element)
+        uri, data = item.uri, item.data
         try:
-            data = read_bytes(uri, self.read_config)
+            if data is None:
+                data = read_bytes(uri, self.read_config)
         except Exception as e:  # noqa: BLE001
             self.failed_read.inc()
             yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_READ, e))
@@ -101,7 +106,7 @@ def inference_failures(dead_letter) -> list:
 
 
 class FilterImages(beam.PTransform):
-    """URIs -> {"text": records, "non_text": records, "failed": records}."""
+    """URIs or InputItems -> {"text": records, "non_text": records, "failed": records}."""
 
     def __init__(
         self,

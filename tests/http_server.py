@@ -1,10 +1,11 @@
 """A local HTTP server for tests: each path answers with a status and body, optionally
-after failing its first requests (HEAD or GET) with another status."""
+after failing its first requests (HEAD or GET) with another status, or slowly."""
 
 from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ class Route:
     body: bytes = b""
     fail_first: int = 0      # the first k requests of this path get ``fail_status``
     fail_status: int = 503
+    delay_s: float = 0.0     # wait this long before answering a GET (a slow server)
+    etag: str = ""           # sent as the ETag header when set
 
 
 class HttpServer:
@@ -32,8 +35,12 @@ class HttpServer:
                 owner.requests[path] += 1
                 failing = owner.requests[path] <= route.fail_first
                 status, body = (route.fail_status, b"") if failing else (route.status, route.body)
+                if with_body and route.delay_s:
+                    time.sleep(route.delay_s)
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
+                if route.etag:
+                    self.send_header("ETag", route.etag)
                 self.end_headers()
                 if with_body:
                     self.wfile.write(body)

@@ -53,3 +53,37 @@ def test_gs_input_output_and_inbox(gcs, student_checkpoint):
     assert len(fs.ls("crawl/inbox")) == len(names)
     assert not fs.glob("crawl/out/.staging-*/**"), "staged shards left behind"
     assert json.loads(fs.cat("crawl/out/summary.json"))["text"] == len(names)
+
+
+def test_gs_state_and_webdataset_shard(gcs, student_checkpoint, tmp_path):
+    """--state on an object store: CURRENT names the live generation; the second run skips
+    the unchanged images and the unchanged shard (fingerprints from the listing: size +
+    generation / md5Hash)."""
+    import io
+    import tarfile
+
+    from pipeline.state import StateStore
+
+    fs = gcs.filesystem()
+    fs.mkdir("nightly")
+    names = sorted(os.listdir(SAMPLES))[:3]
+    for name in names:
+        fs.put_file(os.path.join(SAMPLES, name), f"nightly/imgs/{name}")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in names[:2]:
+            tar.add(os.path.join(SAMPLES, name), arcname=f"k/{name}")
+    fs.pipe_file("nightly/shards/shard-000.tar", buf.getvalue())
+    so = json.dumps(gcs.storage_options)
+    args = ["--runner=FnApiRunner", "--input", "gs://nightly/imgs/*", "--input", "gs://nightly/shards/shard-{000..000}.tar",
+            "--state", "gs://nightly/state", "--model_path", student_checkpoint, "--storage_options", so]
+    first = run([*args, "--output", "gs://nightly/out1"])
+    assert first["images"] == 5 and first["failed"] == 0
+    fs.put_file(os.path.join(SAMPLES, sorted(os.listdir(SAMPLES))[5]), "nightly/imgs/new.jpg")
+    second = run([*args, "--output", "gs://nightly/out2"])
+    assert second["images"] == 1 and second["skipped"] == 5
+    store = StateStore("gs://nightly/state", gcs.storage_options)
+    uris = sorted(e["uri"] for e in store.entries())
+    assert "gs://nightly/imgs/new.jpg" in uris and "gs://nightly/shards/shard-000.tar#k/" + names[0] in uris
+    assert "gs://nightly/shards/shard-000.tar" in uris  # the shard's own entry: not read again
+    assert len(uris) == 7 and all(e["fingerprint"] for e in store.entries())

@@ -1,0 +1,22 @@
+"""The element that flows from the inputs into the filter."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+
+class InputItem(NamedTuple):
+    """One input: ``uri``; ``fingerprint`` (size + mtime / etag / hash, None where unknown:
+    such an input is never skipped by ``--state``); ``data``, the bytes where they were
+    already read (a WebDataset tar member), else None (read by the decode step); ``shard``,
+    True for a WebDataset ``.tar`` shard still to be opened into its members."""
+
+    uri: str
+    fingerprint: Optional[str] = None
+    data: Optional[bytes] = None
+    shard: bool = False
+
+
+def as_item(element) -> InputItem:
+    """An ``InputItem`` from an item or a bare URI string."""
+    return element if isinstance(element, InputItem) else InputItem(element)

@@ -1,0 +1,191 @@
+"""Crawl input formats: JSONL / CSV / Parquet manifests, WebDataset tar shards, http(s)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from pipeline.io import ReadConfig, read_bytes
+from pipeline.run import run
+from pipeline.sources import detect_format, expand_braces
+from pipeline.tar import member_uri, split_member_uri
+from tests.http_server import HttpServer, Route
+from tests.images import image_bytes
+from tests.pipeline_helpers import assert_conserved, read_outputs
+
+RUNNER = ["--runner=FnApiRunner"]
+
+
+def test_detect_format_and_braces():
+    assert detect_format("crawl/part-0.parquet") == "parquet"
+    assert detect_format("gs://b/list.jsonl") == "jsonl" and detect_format("x.json", is_list=True) == "jsonl"
+    assert detect_format("x.csv") == "csv" and detect_format("shard-{000..009}.tar") == "tar"
+    assert detect_format("imgs/*.jpg") == "glob" and detect_format("uris.txt", is_list=True) == "list"
+    assert detect_format("uris.txt", "csv") == "csv"
+    assert expand_braces("s-{08..11}.tar") == ["s-08.tar", "s-09.tar", "s-10.tar", "s-11.tar"]
+    assert expand_braces("{a,b}.tar") == ["a.tar", "b.tar"] and expand_braces("plain.tar") == ["plain.tar"]
+    assert split_member_uri(member_uri("gs://b/s.tar", "k/001.jpg")) == ("gs://b/s.tar", "k/001.jpg")
+    assert split_member_uri("https://x/a.jpg#frag") is None
+
+
+def image_files(folder, n: int) -> list[str]:
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = os.path.join(folder, f"{i:03d}.png")
+        with open(path, "wb") as f:
+            f.write(image_bytes("PNG", (60 + i, 50)))
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_manifests_with_url_column(fmt, student_checkpoint, tmp_path):
+    uris = image_files(tmp_path / "imgs", 3) + [str(tmp_path / "missing.png")]
+    manifest = tmp_path / f"crawl.{fmt}"
+    rows = [{"key": str(i), "link": u, "caption": "c"} for i, u in enumerate(uris)]
+    if fmt == "jsonl":
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"key": "no link"}\n')
+    elif fmt == "csv":
+        with open(manifest, "w", newline="") as f:
+            writer = csv.DictWriter(f, ["key", "link", "caption"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), manifest)
+    out = str(tmp_path / "out")
+    run([*RUNNER, "--input", str(manifest), "--url_field", "link", "--output", out, "--model_path", student_checkpoint])
+    outputs = read_outputs(out)
+    assert_conserved(outputs, uris)
+    assert [r["uri"] for r in outputs["failed"]] == [str(tmp_path / "missing.png")]
+
+
+def make_shard(path, samples: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in samples.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_webdataset_shards(student_checkpoint, tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    expected = []
+    for s in range(2):
+        samples = {}
+        for k in range(3):
+            key = f"s{s}/{k:04d}"
+            samples[f"{key}.jpg"] = image_bytes("JPEG", (70 + k, 60))
+            samples[f"{key}.txt"] = b"a caption"
+            samples[f"{key}.json"] = b"{}"
+            expected.append(member_uri(str(shards / f"shard-{s:03d}.tar"), f"{key}.jpg"))
+        samples["s9/bad.png"] = b"not an image"
+        expected.append(member_uri(str(shards / f"shard-{s:03d}.tar"), "s9/bad.png"))
+        make_shard(shards / f"shard-{s:03d}.tar", samples)
+    (shards / "shard-002.tar").write_bytes(b"\0garbage, not a tar" * 50)
+    expected.append(str(shards / "shard-002.tar"))
+    out = str(tmp_path / "out")
+    run([*RUNNER, "--input", str(shards / "shard-{000..002}.tar"), "--output", out, "--model_path", student_checkpoint,
+         "--threshold", "0"])
+    outputs = read_outputs(out)
+    assert_conserved(outputs, expected)
+    failed = {r["uri"]: r for r in outputs["failed"]}
+    assert failed[str(shards / "shard-002.tar")]["stage"] == "read"
+    assert all(failed[u]["stage"] == "decode" for u in failed if u.endswith("bad.png"))
+    # a member URI reads that member on its own (the OCR stage, the OCR inbox, the report)
+    member = outputs["text"][0]["uri"]
+    shard, name = split_member_uri(member)
+    with tarfile.open(shard) as tar:
+        assert read_bytes(member, ReadConfig()) == tar.extractfile(name).read()
+
+
+def test_webdataset_glob_and_state(student_checkpoint, tmp_path):
+    make_shard(tmp_path / "a.tar", {"0.png": image_bytes("PNG", (64, 64)), "1.png": image_bytes("PNG", (65, 64))})
+    args = [*RUNNER, "--input", str(tmp_path / "*.tar"), "--model_path", student_checkpoint, "--state",
+            str(tmp_path / "state")]
+    run([*args, "--output", str(tmp_path / "out1")])
+    assert len(read_outputs(str(tmp_path / "out1"))["non_text"] + read_outputs(str(tmp_path / "out1"))["text"]) == 2
+    summary = run([*args, "--output", str(tmp_path / "out2")])
+    assert summary["skipped"] == 2 and summary["images"] == 0
+
+
+def test_http_inputs_with_failing_and_slow_urls(student_checkpoint, tmp_path):
+    data = image_bytes("JPEG", (120, 90))
+    routes = {
+        "/ok.jpg": Route(body=data),
+        "/flaky.jpg": Route(body=data, fail_first=2, fail_status=503),
+        "/broken.jpg": Route(status=500),
+        "/slow.jpg": Route(body=data, delay_s=3.0),
+        "/slowish.jpg": Route(body=data, delay_s=0.3),
+    }
+    with HttpServer(routes) as server:
+        urls = [server.url(p) for p in routes] + [server.url("/gone.jpg")]
+        manifest = tmp_path / "crawl.jsonl"
+        manifest.write_text("".join(json.dumps({"url": u}) + "\n" for u in urls))
+        out = str(tmp_path / "out")
+        run([*RUNNER, "--input_list", str(manifest), "--output", out, "--model_path", student_checkpoint,
+             "--read_timeout", "1.5", "--read_retries", "1"])
+    outputs = read_outputs(out)
+    assert_conserved(outputs, urls)
+    failed = {r["uri"].rsplit("/", 1)[-1]: r for r in outputs["failed"]}
+    assert sorted(failed) == ["broken.jpg", "gone.jpg", "slow.jpg"]
+    assert "timed out" in failed["slow.jpg"]["error"]
+    assert "not found" in failed["gone.jpg"]["error"]
+
+
+def test_manifest_without_url_column_fails_before_the_run(student_checkpoint, tmp_path):
+    manifest = tmp_path / "crawl.csv"
+    manifest.write_text("key,link\n0,a.jpg\n")
+    with pytest.raises(ValueError, match="no column 'url'"):
+        run([*RUNNER, "--input", str(manifest), "--output", str(tmp_path / "out"), "--model_path", student_checkpoint])
+    with pytest.raises(FileNotFoundError):
+        run([*RUNNER, "--input_list", str(tmp_path / "gone.jsonl"), "--output", str(tmp_path / "out"),
+             "--model_path", student_checkpoint])
+
+
+def test_webdataset_shard_over_http(student_checkpoint, tmp_path):
+    shard = tmp_path / "shard.tar"
+    make_shard(shard, {"a/0.jpg": image_bytes("JPEG", (90, 70)), "a/0.cls": b"1", "a/1.png": image_bytes("PNG", (70, 90))})
+    with HttpServer({"/wds/shard-000.tar": Route(body=shard.read_bytes())}) as server:
+        url = server.url("/wds/shard-000.tar")
+        out = str(tmp_path / "out")
+        run([*RUNNER, "--input", url, "--output", out, "--model_path", student_checkpoint, "--threshold", "0",
+             "--ocr_inbox", str(tmp_path / "inbox")])
+    outputs = read_outputs(out)
+    assert_conserved(outputs, [member_uri(url, "a/0.jpg"), member_uri(url, "a/1.png")])
+    assert len(os.listdir(tmp_path / "inbox")) == 2  # member URIs are read on their own too
+
+
+def test_state_skips_unchanged_shards_unread_and_rereads_incomplete_ones(student_checkpoint, tmp_path):
+    from pipeline.state import StateStore
+
+    good, bad = tmp_path / "shards" / "good.tar", tmp_path / "shards" / "bad.tar"
+    good.parent.mkdir()
+    make_shard(good, {"0.png": image_bytes("PNG", (64, 64)), "1.png": image_bytes("PNG", (65, 64))})
+    make_shard(bad, {"0.png": image_bytes("PNG", (66, 64)), "broken.png": b"not an image"})
+    args = [*RUNNER, "--input", str(tmp_path / "shards" / "*.tar"), "--model_path", student_checkpoint,
+            "--state", str(tmp_path / "state")]
+    first = run([*args, "--output", str(tmp_path / "out1")])
+    assert first["images"] == 4 and first["failed"] == 1
+    entries = StateStore(str(tmp_path / "state")).entries()
+    assert [e["uri"] for e in entries if e["label"] == "shard"] == [str(good)]  # bad.tar had a failure
+
+    stat = os.stat(good)  # same size and mtime, other bytes: an unchanged shard is not even opened
+    good.write_bytes(b"x" * stat.st_size)
+    os.utime(good, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = run([*args, "--output", str(tmp_path / "out2")])
+    outputs = read_outputs(str(tmp_path / "out2"))
+    assert second["skipped"] == 2
+    assert sorted(r["uri"] for route in outputs.values() for r in route) == sorted(
+        [member_uri(str(bad), "0.png"), member_uri(str(bad), "broken.png")])
+    uris = [e["uri"] for e in StateStore(str(tmp_path / "state")).entries()]
+    assert len(uris) == len(set(uris)) == 4  # good.tar, its 2 members, bad.tar's decided member
