@@ -152,6 +152,17 @@ def group_by_shape(batch: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
     return groups
 
 
+def resolve_model_format(model_format: str, model_path: Optional[str] = None) -> str:
+    """``--model_format auto``: onnx for a path ending in .onnx, torch for any other path;
+    with no path, the shipped ONNX export if there is one (faster, and workers never import
+    torch), else the shipped checkpoint."""
+    if model_format != "auto":
+        return model_format
+    if model_path:
+        return "onnx" if model_path.split("?", 1)[0].lower().endswith(".onnx") else "torch"
+    return "onnx" if os.path.exists(default_model_path("onnx")) else "torch"
+
+
 def default_model_path(model_format: str = "torch") -> str:
     name = "student.onnx" if model_format == "onnx" else "student.pt"
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model", "weights", name)

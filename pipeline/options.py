@@ -73,10 +73,11 @@ class TextFilterOptions(PipelineOptions):
         model.add_argument(
             "--num_threads", type=int, default=1, help="torch / onnxruntime threads per worker process.")
         model.add_argument(
-            "--model_format", choices=("torch", "onnx"), default="torch",
+            "--model_format", choices=("auto", "torch", "onnx"), default="auto",
             help="torch: a student checkpoint (.pt), run by PyTorch. onnx: an export made by "
-                 "`python -m model.export --format onnx`, run by onnxruntime "
-                 "(default path model/weights/student.onnx).")
+                 "`python -m model.export --format onnx`, run by onnxruntime without torch. "
+                 "auto: onnx for a --model_path ending in .onnx, else torch; with no --model_path, "
+                 "the shipped model/weights/student.onnx if present, else student.pt.")
 
         ocr = parser.add_argument_group("OCR")
         ocr.add_argument(

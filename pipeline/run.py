@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 from model.preprocessing import DEFAULT_PREPROCESS
 from model.onnx_format import read_onnx_meta
-from pipeline.handler import default_model_path, read_model_bytes
+from pipeline.handler import default_model_path, read_model_bytes, resolve_model_format
 from pipeline.fingerprint import FingerprintFn
 from pipeline.io import ReadConfig
 from pipeline.logs import install_redaction
@@ -97,15 +97,16 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
     read = ReadConfig(
         max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
     )
+    model_format = resolve_model_format(o.model_format, o.model_path)
     threshold = o.threshold if o.threshold is not None else stored_threshold(
-        o.model_path, o.storage_options, o.model_format
+        o.model_path, o.storage_options, model_format
     )
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {threshold}")
     return FilterConfig(
         inputs=inputs, input_lists=input_lists, output=o.output, threshold=threshold, model_path=o.model_path,
         read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
-        max_pixels=o.max_pixels, records_per_shard=o.records_per_shard, model_format=o.model_format, report=o.report,
+        max_pixels=o.max_pixels, records_per_shard=o.records_per_shard, model_format=model_format, report=o.report,
         input_format=o.input_format, url_field=o.url_field, state=o.state, reprocess=o.reprocess, ocr=o.ocr,
         ocr_mode=o.ocr_mode,
     )

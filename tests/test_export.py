@@ -229,3 +229,39 @@ def test_onnx_threshold_comes_from_the_file_and_bad_format_is_refused(onnx_path,
     assert config.threshold == 0.5 and config.model_format == "onnx"
     with pytest.raises(SystemExit):
         config_from_options(PipelineOptions(["--model_format", "tflite", "--model_path", onnx_path]))
+
+
+def test_auto_model_format_follows_the_path(tmp_path, monkeypatch):
+    import pipeline.handler as handler
+
+    assert handler.resolve_model_format("auto", "gs://b/student.onnx") == "onnx"
+    assert handler.resolve_model_format("auto", "https://h/student.ONNX?sig=x") == "onnx"
+    assert handler.resolve_model_format("auto", "/w/student.pt") == "torch"
+    assert handler.resolve_model_format("torch", "/w/student.onnx") == "torch"
+    shipped_onnx = tmp_path / "student.onnx"
+    monkeypatch.setattr(handler, "default_model_path",
+                        lambda fmt="torch": str(shipped_onnx) if fmt == "onnx" else str(tmp_path / "student.pt"))
+    assert handler.resolve_model_format("auto") == "torch"
+    shipped_onnx.write_bytes(b"x")
+    assert handler.resolve_model_format("auto") == "onnx"
+
+
+SHIPPED_PT = os.path.join(REPO, "model", "weights", "student.pt")
+SHIPPED_ONNX = os.path.join(REPO, "model", "weights", "student.onnx")
+
+
+@pytest.mark.skipif(not os.path.exists(SHIPPED_ONNX), reason="no shipped ONNX export")
+def test_shipped_onnx_is_an_export_of_the_shipped_checkpoint():
+    """The default run uses the ONNX file: it must stay in sync with student.pt
+    (re-export with `python -m model.export --format onnx` after training)."""
+    from model import load_checkpoint
+    from model.export import exported_probs, torch_probs
+    from model.onnx_format import read_onnx_meta
+
+    model, meta = load_checkpoint(SHIPPED_PT, expect="student")
+    with open(SHIPPED_ONNX, "rb") as f:
+        assert read_onnx_meta(f.read()) == json.loads(json.dumps(meta))
+    images = [decode_image(open(os.path.join(SAMPLES, n), "rb").read()) for n in sorted(os.listdir(SAMPLES))[:4]]
+    for image in images:
+        diff = np.abs(exported_probs(SHIPPED_ONNX, "onnx", [image]) - torch_probs(model.eval(), [image])).max()
+        assert diff <= 1e-4
