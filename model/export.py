@@ -3,9 +3,10 @@
     python -m model.export --format onnx                  # model/weights/student.pt -> student.onnx
     python -m model.export --format torchscript --checkpoint runs/x/student.pt --out /tmp/student.ts.pt
 
-ONNX: one input ``images`` (N, 3, H, W) float32 normalised as ``model.preprocessing``
-does, with dynamic N, H and W; outputs ``probs`` (N, 34) region probabilities and
-``logits`` (N, 34). The checkpoint's meta (decision threshold, ...) and config are stored
+ONNX: one input ``images``, the uint8 (N, H, W, 3) RGB arrays ``decode_image`` returns,
+stacked, with dynamic N, H and W; the graph normalises them itself (the operations of
+``model.preprocessing.to_tensor``, done by onnxruntime instead of numpy); outputs ``probs``
+(N, 34) region probabilities and ``logits`` (N, 34). The checkpoint's meta (decision threshold, ...) and config are stored
 as ONNX ``metadata_props`` (``model.onnx_format``). The pipeline runs it with
 ``--model_format onnx --model_path student.onnx`` on onnxruntime, without torch.
 
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from model.onnx_format import INPUT_NAME, LOGITS_NAME, PROBS_NAME, make_session, metadata_props, session_meta
-from model.preprocessing import normalize_images, to_tensor
+from model.preprocessing import MEAN, STD, to_tensor
 from model.registry import load_checkpoint, model_name_of
 
 FORMATS = ("onnx", "torchscript")
@@ -50,15 +51,24 @@ DEFAULT_CHECKPOINT = os.path.join(WEIGHTS_DIR, "student.pt")
 
 
 class ProbsAndLogits(nn.Module):
-    """The student with the sigmoid inside: images -> (region probabilities, logits)."""
+    """The student with normalisation and sigmoid inside: uint8 (N, H, W, 3) images ->
+    (region probabilities, logits). The normalisation is ``to_tensor``'s, step for step."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.register_buffer("mean", torch.tensor(MEAN, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(images).logits
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        logits = self.model((x - self.mean) / self.std).logits
         return torch.sigmoid(logits), logits
+
+
+def stacked(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Same-shape uint8 (H, W, 3) images -> the (N, H, W, 3) input of an export."""
+    return np.ascontiguousarray(np.stack(list(images)))
 
 
 def default_out(checkpoint: str, fmt: str) -> str:
@@ -68,7 +78,7 @@ def default_out(checkpoint: str, fmt: str) -> str:
 
 def example_input(batch: int = 2, height: int = 256, width: int = 352) -> torch.Tensor:
     rng = np.random.default_rng(0)
-    return to_tensor([rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(batch)]).contiguous()
+    return torch.from_numpy(stacked([rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(batch)]))
 
 
 def _replace(tmp: str, out: str) -> None:
@@ -97,12 +107,12 @@ def export_onnx(
                 batch, height, width = (torch.export.Dim(n, min=1) for n in ("batch", "height", "width"))
                 program = torch.onnx.export(
                     wrapped, (x,), dynamo=True, input_names=[INPUT_NAME], output_names=[PROBS_NAME, LOGITS_NAME],
-                    dynamic_shapes=({0: batch, 2: height, 3: width},), opset_version=opset, external_data=False,
+                    dynamic_shapes=({0: batch, 1: height, 2: width},), opset_version=opset, external_data=False,
                     verbose=False,
                 )
                 program.save(raw, external_data=False)
             else:
-                axes = {0: "batch", 2: "height", 3: "width"}
+                axes = {0: "batch", 1: "height", 2: "width"}
                 torch.onnx.export(
                     wrapped, (x,), raw, dynamo=False, input_names=[INPUT_NAME],
                     output_names=[PROBS_NAME, LOGITS_NAME], opset_version=opset,
@@ -112,7 +122,7 @@ def export_onnx(
         props = metadata_props(model_name_of(model), dataclasses.asdict(model.config), meta)
         del proto.metadata_props[:]
         onnx.helper.set_model_props(proto, props)
-        proto.doc_string = "textfilter student: images (N,3,H,W) float32 normalised -> probs (N,34), logits (N,34)"
+        proto.doc_string = "textfilter student: images (N,H,W,3) uint8 RGB -> probs (N,34), logits (N,34)"
         onnx.checker.check_model(proto)
         tmp = os.path.join(tmpdir, "final.onnx")
         onnx.save(proto, tmp)
@@ -151,10 +161,10 @@ def exported_probs(path: str, fmt: str, images: Sequence[np.ndarray], num_thread
     if fmt == "onnx":
         with open(path, "rb") as f:
             session = make_session(f.read(), num_threads)
-        return session.run([PROBS_NAME], {INPUT_NAME: normalize_images(list(images))})[0]
+        return session.run([PROBS_NAME], {INPUT_NAME: stacked(images)})[0]
     module, _ = load_torchscript(path)
     with torch.inference_mode():
-        return module(to_tensor(list(images)))[0].numpy()
+        return module(torch.from_numpy(stacked(images)))[0].numpy()
 
 
 def torch_probs(model: nn.Module, images: Sequence[np.ndarray]) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 ``python -m model.export --format onnx`` writes a graph with one input and two outputs:
 
-- ``images``: float32 (N, 3, H, W), normalised as ``normalize_images`` does; N, H and W
-  are dynamic;
+- ``images``: uint8 (N, H, W, 3), the stacked RGB arrays of ``decode_image``; N, H and W
+  are dynamic; the graph normalises them as ``model.preprocessing.to_tensor`` does;
 - ``probs``: float32 (N, 34) region probabilities (sigmoid of the logits), region order
   as in ``model.regions``; ``logits``: float32 (N, 34).
 
@@ -20,7 +20,7 @@ from typing import Mapping
 INPUT_NAME = "images"
 PROBS_NAME = "probs"
 LOGITS_NAME = "logits"
-ONNX_FORMAT = "textfilter-onnx/1"
+ONNX_FORMAT = "textfilter-onnx/2"  # /2: uint8 NHWC input, normalisation in the graph
 
 # metadata_props keys
 KEY_FORMAT = "textfilter.format"
@@ -58,6 +58,16 @@ def make_session(data: bytes, num_threads: int = 1):
     return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def check_format(session) -> None:
+    """Refuse an ONNX file that is not a current textfilter export (clear error instead of
+    an onnxruntime type error at the first batch)."""
+    found = (session.get_modelmeta().custom_metadata_map or {}).get(KEY_FORMAT)
+    if found != ONNX_FORMAT:
+        raise ValueError(
+            f"ONNX model format {found!r} is not {ONNX_FORMAT!r}: re-export it with `python -m model.export --format onnx`"
+        )
+
+
 def session_meta(session) -> dict:
     """The checkpoint meta stored in an ONNX session's model (``{}`` if none)."""
     props = session.get_modelmeta().custom_metadata_map or {}
@@ -74,4 +84,5 @@ def read_onnx_meta(data: bytes) -> dict:
         session = make_session(data, 1)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ValueError(f"not a readable ONNX model: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+    check_format(session)
     return session_meta(session)

@@ -192,18 +192,3 @@ def to_tensor(images):
     mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-
-
-
-def normalize_images(images) -> np.ndarray:
-    """``to_tensor`` in numpy, for the ONNX model: uint8 (H, W, 3) array, or a list of
-    same-shape arrays -> normalised float32 array (N, 3, H, W), C-contiguous. Same
-    float32 operations as ``to_tensor`` (divide by 255, subtract the mean, divide by the
-    standard deviation), with no torch import."""
-    if isinstance(images, np.ndarray):
-        images = [images]
-    x = np.stack(images).astype(np.float32)  # N, H, W, 3
-    x /= np.float32(255.0)
-    x -= np.asarray(MEAN, dtype=np.float32)
-    x /= np.asarray(STD, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -21,8 +21,7 @@ import numpy as np
 from apache_beam.ml.inference import base as _inference_base
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from model.onnx_format import INPUT_NAME, PROBS_NAME, make_session
-from model.preprocessing import normalize_images
+from model.onnx_format import INPUT_NAME, PROBS_NAME, check_format, make_session
 from pipeline.uris import filesystem
 
 MODEL_FORMATS = ("torch", "onnx")
@@ -129,10 +128,13 @@ class StudentOnnxModelHandler(ShapeGroupedHandler):
     model_format = "onnx"
 
     def load_model(self):
-        return make_session(self.model_bytes(), self.num_threads)
+        session = make_session(self.model_bytes(), self.num_threads)
+        check_format(session)
+        return session
 
     def predict(self, session, images: list[np.ndarray]) -> np.ndarray:
-        return session.run([PROBS_NAME], {INPUT_NAME: normalize_images(images)})[0]
+        # uint8 (N, H, W, 3): the exported graph normalises (model.export.ProbsAndLogits).
+        return session.run([PROBS_NAME], {INPUT_NAME: np.ascontiguousarray(np.stack(images))})[0]
 
 
 def model_handler(model_format: str = "torch", model_path: Optional[str] = None, **kwargs) -> ShapeGroupedHandler:

@@ -120,7 +120,9 @@ def test_onnx_inputs_and_outputs_are_dynamic(onnx_path):
     model = onnx.load(onnx_path)
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in list(model.graph.input) + list(model.graph.output)}
-    assert dims["images"][1] == 3 and all(isinstance(d, str) for d in (dims["images"][0], *dims["images"][2:]))
+    # uint8 (N, H, W, 3): N, H and W dynamic, normalisation inside the graph
+    assert dims["images"][3] == 3 and all(isinstance(d, str) for d in dims["images"][:3])
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert dims["probs"][1] == 34 and dims["logits"][1] == 34
 
 
@@ -265,3 +267,18 @@ def test_shipped_onnx_is_an_export_of_the_shipped_checkpoint():
     for image in images:
         diff = np.abs(exported_probs(SHIPPED_ONNX, "onnx", [image]) - torch_probs(model.eval(), [image])).max()
         assert diff <= 1e-4
+
+
+def test_an_onnx_file_of_another_format_is_refused_clearly(onnx_path, tmp_path):
+    import onnx
+
+    from model.onnx_format import KEY_FORMAT, read_onnx_meta
+
+    proto = onnx.load(onnx_path)
+    for prop in proto.metadata_props:
+        if prop.key == KEY_FORMAT:
+            prop.value = "textfilter-onnx/1"
+    old = tmp_path / "old.onnx"
+    onnx.save(proto, str(old))
+    with pytest.raises(ValueError, match="re-export"):
+        read_onnx_meta(old.read_bytes())
