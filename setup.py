@@ -20,7 +20,7 @@ setuptools.setup(
     version="0.1.0",
     description="Fast text/non-text image filter (Zhao et al., ICDAR 2019) as an Apache Beam pipeline",
     packages=setuptools.find_packages(include=["model", "model.*", "pipeline", "pipeline.*", "training", "training.*"]),
-    package_data={"model": ["weights/*.pt", "weights/*.onnx"]},
+    package_data={"model": ["weights/student.pt", "weights/student.onnx"]},  # not the teacher
     include_package_data=True,
     install_requires=requirements(),
     python_requires=">=3.10",

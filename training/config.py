@@ -72,12 +72,14 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     model: str = "student"
+    model_config: tuple[str, ...] = ()  # overrides of the model's config, "key=value" (e.g. width=0.25)
     losses: tuple[str, ...] = ("hard:1.0",)  # "name:weight" terms of training.losses.LOSSES
     optimizer: str = "adamw"  # see training.engine.OPTIMIZERS
     lr: float = 2e-3
     momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
-    schedule: str = "cosine"  # "cosine" (per step, to lr * min_lr_ratio) or "constant"
+    schedule: str = "cosine"  # "cosine" (per step, to lr * min_lr_ratio), "constant" or "plateau" (/10 on a plateau)
+    plateau_tol: float = 0.01  # "plateau": relative improvement of the epoch train loss that counts
     min_lr_ratio: float = 0.05
     warmup_steps: int = 50
     epochs: int = 10
@@ -87,4 +89,5 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes for decoding and augmentation
     channels_last: bool = True
     out_dir: str = "runs/student-hard"
+    disc_lr_ratio: float = 2.0  # discriminator lr = this x the model's lr (adversarial terms)
     eval_every: int = 1  # epochs between dev evaluations (0 = never during training)

@@ -3,7 +3,9 @@ of updates, batched prediction, and checkpoints that can be resumed.
 
 ``train_epoch`` takes the model being trained, an ``Objective`` (``training.losses``) and
 optionally a frozen teacher, whose outputs it computes only when a loss needs them; the
-distillation stages reuse it unchanged.
+distillation stages reuse it unchanged. Loss terms marked ``adversarial = True`` (BEGAN)
+get a ``discriminator_step`` after every student step, with the discriminator's own
+optimiser (``build_discriminator_optimizer``). The run driver is ``training.loop``.
 """
 
 from __future__ import annotations
@@ -43,16 +45,48 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return OPTIMIZERS[cfg.optimizer]([p for p in model.parameters() if p.requires_grad], cfg)
 
 
-def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
+def adversarial_terms(objective: nn.Module) -> list[nn.Module]:
+    """The loss terms of ``objective`` that own a discriminator (``adversarial = True``)."""
+    return [t for t in getattr(objective, "terms", []) if getattr(t, "adversarial", False)]
+
+
+def build_discriminator_optimizer(objective: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer | None:
+    """One optimiser (same kind as the student's) over the parameters of every adversarial
+    term's discriminator, at ``disc_lr_ratio`` x the student's lr; None without such terms.
+    These parameters are never in the student's optimiser (``build_optimizer`` sees only
+    the model's)."""
+    params = [p for t in adversarial_terms(objective) for p in t.discriminator.parameters() if p.requires_grad]
+    if not params:
+        return None
+    return OPTIMIZERS[cfg.optimizer](params, dataclasses.replace(cfg, lr=cfg.lr * cfg.disc_lr_ratio))
+
+
+def lr_at(step: int, progress: float, cfg: TrainConfig, scale: float = 1.0) -> float:
     """Learning rate after ``step`` updates with ``progress`` (0..1) of all samples seen:
-    linear warm-up over ``warmup_steps``, then constant or cosine down to ``lr * min_lr_ratio``."""
+    linear warm-up over ``warmup_steps``, then constant or cosine down to ``lr * min_lr_ratio``;
+    "plateau" is constant times ``scale`` (the loop divides it by 10 when the epoch's train
+    loss stops improving, the paper's schedule; see ``plateau_update``)."""
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     if cfg.schedule == "constant":
         return cfg.lr * warm
+    if cfg.schedule == "plateau":
+        return cfg.lr * warm * scale
     if cfg.schedule == "cosine":
         floor = cfg.min_lr_ratio
         return cfg.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-    raise ValueError(f"unknown schedule {cfg.schedule!r}: use 'cosine' or 'constant'")
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: use 'cosine', 'constant' or 'plateau'")
+
+
+def plateau_update(state: "LoopState", epoch_loss: float, cfg: TrainConfig) -> bool:
+    """After an epoch: divide the lr by 10 (``state.lr_scale``) when ``epoch_loss`` is not
+    below the best so far by ``plateau_tol`` (relative); True when it was divided."""
+    if cfg.schedule != "plateau":
+        return False
+    if state.best_loss is None or epoch_loss < state.best_loss * (1 - cfg.plateau_tol):
+        state.best_loss = epoch_loss
+        return False
+    state.lr_scale /= 10
+    return True
 
 
 def seed_everything(seed: int) -> None:
@@ -73,31 +107,55 @@ class LoopState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser updates done
     samples: int = 0  # training samples seen
+    lr_scale: float = 1.0  # "plateau" schedule: lr factor (divided by 10 on a plateau)
+    best_loss: float | None = None  # "plateau" schedule: best epoch train loss so far
 
 
 def train_epoch(model: nn.Module, batches: Iterable[Batch], objective: nn.Module, optimizer: torch.optim.Optimizer,
                 cfg: TrainConfig, state: LoopState, total_samples: int, teacher: nn.Module | None = None,
-                epoch_size: int | None = None) -> dict[str, float]:
-    """One pass of updates; returns the sample-weighted mean of each loss term."""
+                epoch_size: int | None = None,
+                disc_optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+    """One pass of updates; returns the sample-weighted mean of each loss term.
+
+    The teacher runs under ``torch.inference_mode``. With adversarial terms in the
+    objective, each student step is followed by one discriminator step per term
+    (``term.discriminator_step(disc_optimizer, student_features, teacher_features)``, on
+    the features of that step, detached), at ``disc_lr_ratio`` x the student's lr."""
     model.train()
     if teacher is not None:
         teacher.eval()
     use_teacher = teacher is not None and getattr(objective, "needs_teacher", False)
+    adversaries = adversarial_terms(objective)
+    if adversaries and disc_optimizer is None:
+        raise ValueError("adversarial loss terms need a discriminator optimiser (build_discriminator_optimizer)")
     sums: dict[str, float] = {}
     seen = 0
     bar = tqdm(total=epoch_size, desc=f"epoch {state.epoch + 1}", unit="img", file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
     for batch in batches:
-        lr = lr_at(state.step, state.samples / max(total_samples, 1), cfg)
+        lr = lr_at(state.step, state.samples / max(total_samples, 1), cfg, state.lr_scale)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x = _model_input(batch, cfg.channels_last)
-        with torch.no_grad():
-            teacher_out = teacher(x) if use_teacher else None
-        loss, parts = objective(model(x), batch, teacher_out)
+        teacher_out = None
+        if use_teacher:
+            with torch.inference_mode():
+                teacher_out = teacher(x)
+            teacher_out = type(teacher_out)(*(t.clone() for t in teacher_out))  # normal tensors for autograd
+        student_out = model(x)
+        loss, parts = objective(student_out, batch, teacher_out)
         optimizer.zero_grad(set_to_none=True)
+        if disc_optimizer is not None:
+            disc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if adversaries:
+            for group in disc_optimizer.param_groups:
+                group["lr"] = lr * cfg.disc_lr_ratio
+            for term in adversaries:
+                stats = term.discriminator_step(disc_optimizer, student_out.features.detach(),
+                                                teacher_out.features if teacher_out is not None else None)
+                parts.update({f"{term.loss_name}_{k}": v for k, v in stats.items()})
         n = len(batch)
         state.step += 1
         state.samples += n
@@ -128,18 +186,30 @@ def predict(model: nn.Module, batches: Iterable[Batch], channels_last: bool = Tr
 
 
 def save_training_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState,
-                             meta: dict) -> None:
+                             meta: dict, objective: nn.Module | None = None,
+                             disc_optimizer: torch.optim.Optimizer | None = None) -> None:
     """A checkpoint that ``model.registry.load_checkpoint`` reads like any other, plus
-    the optimiser and loop state that ``resume`` needs."""
-    save_checkpoint(path, model, meta, optimizer=optimizer.state_dict(), loop=dataclasses.asdict(state))
+    the optimiser and loop state that ``resume`` needs (and, with adversarial terms, the
+    objective's state: discriminator weights and k_t, and the discriminator's optimiser)."""
+    extra = {}
+    if objective is not None and adversarial_terms(objective):
+        extra["objective"] = {k: v.detach().cpu() for k, v in objective.state_dict().items()}
+    if disc_optimizer is not None:
+        extra["disc_optimizer"] = disc_optimizer.state_dict()
+    save_checkpoint(path, model, meta, optimizer=optimizer.state_dict(), loop=dataclasses.asdict(state), **extra)
 
 
-def resume(path: str, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[LoopState, dict]:
-    """Load weights, optimiser and loop state from a training checkpoint."""
+def resume(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, objective: nn.Module | None = None,
+           disc_optimizer: torch.optim.Optimizer | None = None) -> tuple[LoopState, dict]:
+    """Load weights, optimiser(s), objective state and loop state from a training checkpoint."""
     ckpt = read_checkpoint(path)
     model.load_state_dict(ckpt["state_dict"], strict=True)
     if "optimizer" in ckpt:
         optimizer.load_state_dict(ckpt["optimizer"])
+    if objective is not None and "objective" in ckpt:
+        objective.load_state_dict(ckpt["objective"], strict=True)
+    if disc_optimizer is not None and "disc_optimizer" in ckpt:
+        disc_optimizer.load_state_dict(ckpt["disc_optimizer"])
     state = LoopState(**ckpt.get("loop", {}))
     log.info("resumed from %s after epoch %d (%d steps)", path, state.epoch, state.step)
     return state, dict(ckpt.get("meta") or {})

@@ -6,8 +6,10 @@
 The image score is the largest region probability (``model.regions.image_score``). The
 operating threshold is the one with the highest precision whose recall is at least
 ``--target_recall``; ``--write_threshold`` stores it, the target and the figures in the
-checkpoint's ``meta`` (where the pipeline reads it). A PR curve and the score histograms
-are saved as a PNG next to the checkpoint (or in ``--plots``), the figures as JSON.
+checkpoint's ``meta`` (where the pipeline reads it). Plots are saved as PNGs next to the
+checkpoint (or in ``--plots``): ``<name>_<split>_pr.png`` (PR curve, operating threshold
+marked), ``_scores.png`` (image-score distribution per class) and ``_per_source.png``
+(recall per text source, rejection per non-text source); the figures as JSON.
 """
 
 from __future__ import annotations
@@ -79,33 +81,89 @@ def format_report(figures: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def save_plots(pred: dict, figures: dict, path: Path) -> None:
-    """PR curve (operating point marked) and score histograms per class, as a PNG."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_pr(pred: dict, figures: dict, path: Path) -> Path:
+    """Precision-recall curve of the image score, the operating threshold marked (and the
+    0.5 point for comparison)."""
+    plt = _pyplot()
     scores, labels = image_score(pred["probs"]), pred["image_labels"].astype(bool)
     curve = metrics.pr_curve(scores, labels)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(curve["recall"], curve["precision"], lw=1.5)
+    a, h = figures["at_threshold"], figures["at_0.5"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.plot(curve["recall"], curve["precision"], lw=1.5, label=f"AP {figures['average_precision']:.3f}")
+    ax.plot([a["recall"]], [a["precision"]], "o", color="C3", ms=8,
+            label=f"threshold {a['threshold']:.3f}: P {a['precision']:.3f} R {a['recall']:.3f} F {a['f1']:.3f}")
+    ax.plot([h["recall"]], [h["precision"]], "s", color="C2", ms=6,
+            label=f"0.5: P {h['precision']:.3f} R {h['recall']:.3f}")
+    ax.axvline(figures["target_recall"], color="C3", ls=":", lw=1)
+    ax.set(xlabel="recall (text images)", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01),
+           title=f"PR curve, {figures['n']} images ({figures['n_text']} text)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path, plt)
+
+
+def plot_scores(pred: dict, figures: dict, path: Path) -> Path:
+    """Image-score distributions of text and non-text images, threshold marked."""
+    plt = _pyplot()
+    scores, labels = image_score(pred["probs"]), pred["image_labels"].astype(bool)
     a = figures["at_threshold"]
-    ax1.plot([a["recall"]], [a["precision"]], "o", color="C3", label=f"thr {a['threshold']:.3f}")
-    ax1.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01),
-            title=f"PR, AP {figures['average_precision']:.3f}")
-    ax1.grid(alpha=0.3)
-    ax1.legend(loc="lower left")
     bins = np.linspace(0, 1, 41)
-    ax2.hist(scores[labels], bins=bins, alpha=0.6, label="text")
-    ax2.hist(scores[~labels], bins=bins, alpha=0.6, label="non-text")
-    ax2.axvline(a["threshold"], color="C3", ls="--")
-    ax2.set(xlabel="image score (max region prob)", ylabel="images", yscale="log", title="scores")
-    ax2.legend()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.hist(scores[labels], bins=bins, alpha=0.6, label=f"text ({int(labels.sum())})")
+    ax.hist(scores[~labels], bins=bins, alpha=0.6, label=f"non-text ({int((~labels).sum())})")
+    ax.axvline(a["threshold"], color="C3", ls="--", label=f"threshold {a['threshold']:.3f}")
+    ax.set(xlabel="image score (max region probability)", ylabel="images (log)", yscale="log",
+           title="score distribution per class")
+    ax.legend(fontsize=8)
+    return _save(fig, path, plt)
+
+
+def plot_per_source(figures: dict, path: Path) -> Path:
+    """Per source at the operating threshold: recall for text sources, rejection (share
+    predicted non-text) for non-text sources, with the image count of each."""
+    plt = _pyplot()
+    rows = sorted(figures["per_source"].items(), key=lambda kv: (kv[1]["label"], kv[0]))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(rows), 1) + 1.5))
+    names = [f"{k} (n={r['n']})" for k, r in rows]
+    rates = [r["rate"] for _, r in rows]
+    colours = ["C0" if r["label"] == 1 else "C1" for _, r in rows]
+    ax.barh(range(len(rows)), rates, color=colours)
+    for i, v in enumerate(rates):
+        ax.text(min(v + 0.01, 0.93), i, f"{v:.2f}", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.0), xlabel="rate at the operating threshold",
+           title=f"per source at threshold {figures['at_threshold']['threshold']:.3f}: "
+                 "recall (text, blue) / rejection (non-text, orange)")
+    ax.title.set_fontsize(9)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path, plt)
+
+
+def _save(fig, path: Path, plt) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
+
+
+def save_plots(pred: dict, figures: dict, out_dir: Path, stem: str) -> list[Path]:
+    """All plots as PNGs in ``out_dir``: ``<stem>_pr.png``, ``<stem>_scores.png``,
+    ``<stem>_per_source.png``."""
+    out_dir = Path(out_dir)
+    return [plot_pr(pred, figures, out_dir / f"{stem}_pr.png"),
+            plot_scores(pred, figures, out_dir / f"{stem}_scores.png"),
+            plot_per_source(figures, out_dir / f"{stem}_per_source.png")]
 
 
 def write_threshold(checkpoint: str, figures: dict, split: str) -> None:
@@ -133,7 +191,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threshold", type=float, default=None,
                         help="report at this threshold instead of the one chosen for --target_recall")
     parser.add_argument("--write_threshold", action="store_true")
-    parser.add_argument("--plots", default=None, help="folder for the PNG and JSON (default: next to the checkpoint)")
+    parser.add_argument("--plots", default=None, help="folder for the PNGs and JSON (default: next to the checkpoint)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--num_threads", type=int, default=1)
     add_config_args(parser, DataConfig)
@@ -152,9 +210,10 @@ def main(argv=None) -> dict:
     ckpt = Path(args.checkpoint)
     out_dir = Path(args.plots) if args.plots else ckpt.parent
     stem = f"{ckpt.stem}_{args.split}"
-    save_plots(pred, figures, out_dir / f"{stem}_pr.png")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = save_plots(pred, figures, out_dir, stem)
     (out_dir / f"{stem}_eval.json").write_text(json.dumps(figures, indent=2))
-    print(f"wrote {out_dir / (stem + '_pr.png')} and {out_dir / (stem + '_eval.json')}")
+    print(f"wrote {', '.join(map(str, written))} and {out_dir / (stem + '_eval.json')}")
     if args.write_threshold:
         write_threshold(args.checkpoint, figures, args.split)
         print(f"stored threshold {figures['at_threshold']['threshold']:.4f} in {args.checkpoint}")

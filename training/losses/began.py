@@ -67,4 +67,4 @@ class BEGANLoss(nn.Module):
         loss, stats = self.discriminator_loss(student_feats, teacher_feats)
         loss.backward()
         optimizer.step()
-        return {"d_loss": float(loss), **stats}
+        return {"d_loss": float(loss.detach()), **stats}

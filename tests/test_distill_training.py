@@ -1,0 +1,260 @@
+"""Tests of the teacher / distillation training front ends and the adversarial hook of
+the engine, on a tiny generated data set (a few seconds each)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from model.registry import build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from training.config import AugmentConfig, DataConfig, SynthConfig, TrainConfig
+from training.data import BalancedSampler, TextFilterDataset, batches
+from training.engine import LoopState, build_discriminator_optimizer, build_optimizer, train_epoch
+from training.loop import parse_model_config
+from training.losses import build_objective
+
+TINY = ["--epoch_size", "8", "--batch_size", "4", "--num_threads", "1", "--no-synth.enabled", "--crop_share", "0",
+        "--augment.rotate_p", "0", "--augment.jpeg_p", "0", "--augment.zoom_p", "0", "--warmup_steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> str:
+    """8 train and 4 dev images (half with a white "text" block), small so each step is fast."""
+    root = tmp_path_factory.mktemp("tinydata")
+    lines = []
+    for split, n in (("train", 8), ("dev", 4)):
+        for i in range(n):
+            text = i % 2 == 0
+            img = Image.new("RGB", (96, 64), (20 + 10 * i, 40, 60))
+            boxes = []
+            if text:
+                ImageDraw.Draw(img).rectangle([10, 10, 60, 30], fill=(255, 255, 255))
+                boxes = [[10, 10, 61, 10, 61, 31, 10, 31]]
+            rel = f"images/{split}_{i}.png"
+            (root / "images").mkdir(exist_ok=True)
+            img.save(root / rel)
+            lines.append(json.dumps({"path": rel, "label": int(text), "boxes": boxes, "ignore": [],
+                                     "source": "synthetic-blocks" if text else "plain", "split": split}))
+    (root / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    return str(root)
+
+
+def tiny_batches(root: str, n: int = 8, batch_size: int = 4):
+    cfg = DataConfig(root=root, synth=SynthConfig(enabled=False), crop_share=0.0, epoch_size=n,
+                     augment=AugmentConfig(rotate_p=0, jpeg_p=0, zoom_p=0))
+    ds = TextFilterDataset.for_split(cfg, "train", train=True)
+    return list(batches(ds, BalancedSampler(ds, cfg), batch_size))
+
+
+# --- the adversarial hook of the engine ------------------------------------------------------------
+
+def test_adversarial_hook_alternates_and_keeps_discriminator_out_of_student_optimizer(tiny_root):
+    torch.manual_seed(0)
+    student = build_model("student")
+    teacher = build_model("teacher", {"width": 0.125}).eval()
+    cfg = TrainConfig(lr=1e-3, warmup_steps=1, losses=("kd:1.0", "began:0.2"))
+    objective = build_objective(cfg.losses)
+    began = objective.terms[1]
+    optimizer = build_optimizer(student, cfg)
+    disc_optimizer = build_discriminator_optimizer(objective, cfg)
+
+    student_params = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    disc_params = {id(p) for p in began.discriminator.parameters()}
+    assert disc_params and not (student_params & disc_params)
+    assert {id(p) for g in disc_optimizer.param_groups for p in g["params"]} == disc_params
+    assert disc_optimizer.param_groups[0]["lr"] == pytest.approx(2 * cfg.lr)
+
+    events = []
+    student_step, disc_step = optimizer.step, began.discriminator_step
+
+    def record_student_step(*a, **k):
+        events.append("student")
+        return student_step(*a, **k)
+
+    def record_disc_step(opt, s_feats, t_feats):
+        assert opt is disc_optimizer
+        assert not s_feats.requires_grad and not t_feats.requires_grad
+        events.append("disc")
+        return disc_step(opt, s_feats, t_feats)
+
+    optimizer.step = record_student_step
+    began.discriminator_step = record_disc_step
+    d_before = [p.detach().clone() for p in began.discriminator.parameters()]
+    t_before = [p.detach().clone() for p in teacher.parameters()]
+    data = tiny_batches(tiny_root)
+    losses = train_epoch(student, data, objective, optimizer, cfg, LoopState(), 8, teacher,
+                         disc_optimizer=disc_optimizer)
+    assert events == ["student", "disc"] * len(data)
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, began.discriminator.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(t_before, teacher.parameters()))  # teacher frozen
+    assert 0.0 <= float(began.k) <= 1.0
+    assert {"kd", "began", "began_d_loss", "began_k", "total"} <= set(losses)
+    # the discriminator's lr follows the schedule at 2x the student's
+    assert disc_optimizer.param_groups[0]["lr"] == pytest.approx(2 * optimizer.param_groups[0]["lr"])
+
+
+def test_adversarial_terms_require_a_discriminator_optimizer(tiny_root):
+    student, teacher = build_model("student"), build_model("teacher", {"width": 0.125}).eval()
+    cfg = TrainConfig(losses=("began:0.2",))
+    objective = build_objective(cfg.losses)
+    with pytest.raises(ValueError, match="discriminator"):
+        train_epoch(student, tiny_batches(tiny_root, 4), objective, build_optimizer(student, cfg), cfg,
+                    LoopState(), 4, teacher)
+
+
+def test_no_discriminator_optimizer_without_adversarial_terms():
+    assert build_discriminator_optimizer(build_objective(("hard:1.0", "kd:1.0")), TrainConfig()) is None
+
+
+# --- model config overrides -------------------------------------------------------------------------
+
+def test_parse_model_config_types_values():
+    assert parse_model_config("teacher", ["width=0.375", "embed_dim=32", "batch_norm=false"]) == \
+        {"width": 0.375, "embed_dim": 32, "batch_norm": False}
+    assert parse_model_config("student", ["channels=(8,8,8,8,8,8)"]) == {"channels": (8,) * 6}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_model_config("teacher", ["depth=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        parse_model_config("teacher", ["width"])
+
+
+def test_teacher_config_override_round_trips_through_checkpoint(tmp_path):
+    model = build_model("teacher", parse_model_config("teacher", ["width=0.125", "dropout=0.1"]))
+    path = tmp_path / "teacher.pt"
+    save_checkpoint(path, model, {})
+    loaded, _ = load_checkpoint(path, expect="teacher")
+    assert loaded.config.width == 0.125 and loaded.config.dropout == 0.1
+    assert loaded.block5[1].out_channels == model.block5[1].out_channels == 64
+    x = torch.randn(1, 3, 64, 96)
+    model.eval()
+    torch.testing.assert_close(loaded(x).logits, model(x).logits)
+
+
+# --- the command-line front ends, end to end on the tiny data ---------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tiny_root, tmp_path_factory) -> str:
+    from training import train_teacher
+
+    out = tmp_path_factory.mktemp("teacher")
+    path = str(out / "teacher.pt")
+    train_teacher.main(["--root", tiny_root, *TINY, "--epochs", "1", "--model_config", "width=0.125",
+                        "--out_dir", str(out / "run"), "--out", path])
+    return path
+
+
+def test_train_teacher_stores_width_and_resumes(tiny_teacher, tiny_root):
+    from training import train_teacher
+
+    model, meta = load_checkpoint(tiny_teacher, expect="teacher")
+    assert model.config.width == 0.125
+    assert meta["stage"] == "teacher" and list(meta["train_config"]["model_config"]) == ["width=0.125"]
+    assert "optimizer" not in read_checkpoint(tiny_teacher)
+    run_dir = str(Path(tiny_teacher).parent / "run")
+    last = read_checkpoint(Path(run_dir) / "last.pt")
+    assert last["loop"]["epoch"] == 1 and "optimizer" in last
+    train_teacher.main(["--root", tiny_root, *TINY, "--epochs", "2", "--model_config", "width=0.125",
+                        "--out_dir", run_dir, "--out", tiny_teacher, "--resume"])
+    assert read_checkpoint(Path(run_dir) / "last.pt")["loop"]["epoch"] == 2
+    assert [h["epoch"] for h in load_checkpoint(tiny_teacher)[1]["history"]] == [1, 2]
+
+
+@pytest.mark.parametrize("stage", ["hard", "soft", "soft_adv"])
+def test_distill_ablation_stages_run(stage, tiny_teacher, tiny_root, tmp_path):
+    from training import distill
+
+    out = tmp_path / f"{stage}.pt"
+    distill.main(["--stage", stage, "--teacher", tiny_teacher, "--root", tiny_root, *TINY, "--epochs", "1",
+                  "--out_dir", str(tmp_path / stage), "--out", str(out)])
+    model, meta = load_checkpoint(out, expect="student")
+    assert meta["stage"] == stage
+    assert "optimizer" not in read_checkpoint(out)
+
+
+def test_distill_ab_then_kd_with_discriminator_state(tiny_teacher, tiny_root, tmp_path):
+    from training import distill
+
+    ab = tmp_path / "ab.pt"
+    distill.main(["--stage", "ab", "--teacher", tiny_teacher, "--root", tiny_root, *TINY, "--epochs", "1",
+                  "--out_dir", str(tmp_path / "ab"), "--out", str(ab)])
+    ab_model, ab_meta = load_checkpoint(ab, expect="student")
+    assert list(ab_meta["train_config"]["losses"]) == ["ab:1.0"]
+
+    kd = tmp_path / "kd.pt"
+    args = ["--stage", "kd", "--teacher", tiny_teacher, "--init", str(ab), "--root", tiny_root, *TINY,
+            "--out_dir", str(tmp_path / "kd"), "--out", str(kd)]
+    distill.main([*args, "--epochs", "1"])
+    model, meta = load_checkpoint(kd, expect="student")
+    assert meta["init"] == str(ab) and list(meta["train_config"]["losses"]) == ["kd:1.0", "began:0.2"]
+    saved = read_checkpoint(kd)
+    assert "optimizer" not in saved and "disc_optimizer" not in saved and "objective" not in saved
+    assert not any("discriminator" in k for k in saved["state_dict"])
+    last = read_checkpoint(tmp_path / "kd" / "last.pt")
+    assert "began_loss.k" not in last["objective"]  # keys are those of the Objective module
+    assert "terms.1.k" in last["objective"] and "disc_optimizer" in last
+    # resume continues with the discriminator and k_t it stopped with
+    distill.main([*args, "--epochs", "2", "--resume"])
+    assert read_checkpoint(tmp_path / "kd" / "last.pt")["loop"]["epoch"] == 2
+    assert "loss_began_k" in load_checkpoint(kd)[1]["history"][-1]
+
+    # the shipped-student contract: evaluate stores a threshold, the file stays small
+    from training import evaluate
+
+    evaluate.main(["--checkpoint", str(kd), "--root", tiny_root, "--write_threshold", "--plots", str(tmp_path / "p")])
+    _, meta = load_checkpoint(kd, expect="student")
+    assert 0.0 <= meta["threshold"] <= 1.0
+    assert kd.stat().st_size < 600_000
+
+
+def test_train_student_front_end_still_works(tiny_root, tmp_path):
+    from training import train_student
+
+    out = tmp_path / "student.pt"
+    train_student.main(["--root", tiny_root, *TINY, "--epochs", "1", "--out_dir", str(tmp_path / "s"),
+                        "--out", str(out)])
+    model, meta = load_checkpoint(out, expect="student")
+    assert meta["stage"] == "hard" and list(meta["train_config"]["model_config"]) == []
+
+
+def test_evaluate_writes_all_plots(tiny_root, tmp_path, student_checkpoint):
+    from training import evaluate
+
+    figures = evaluate.main(["--checkpoint", student_checkpoint, "--root", tiny_root, "--plots", str(tmp_path)])
+    stem = Path(student_checkpoint).stem + "_dev"
+    for suffix in ("pr", "scores", "per_source"):
+        png = tmp_path / f"{stem}_{suffix}.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / f"{stem}_eval.json").read_text())["n"] == figures["n"] == 4
+
+
+def test_ablation_trains_missing_rows_and_writes_table(tiny_teacher, tiny_root, tmp_path):
+    from training import ablation
+
+    table = ablation.main(["--teacher", tiny_teacher, "--root", tiny_root, "--rows", "soft", "full",
+                           "--epochs", "2", "--ab_epochs", "1", "--out_dir", str(tmp_path), *TINY])
+    assert (tmp_path / "ablation.md").read_text() == table
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "not run yet" in lines["hard"] and "not run yet" in lines["soft_adv"]
+    assert "| 2 |" in lines["soft"] and "| 2 |" in lines["full"]  # same budget, AB epochs counted
+    assert load_checkpoint(tmp_path / "full.pt")[1]["init"] == str(tmp_path / "full_ab.pt")
+    # a second call reuses the checkpoints and plugs in one trained elsewhere
+    again = ablation.main(["--teacher", tiny_teacher, "--root", tiny_root, "--no_train", "--out_dir", str(tmp_path),
+                           "--existing", f"hard={tmp_path / 'soft.pt'}"])
+    assert "not run yet" not in [l for l in again.splitlines() if l.startswith("| hard")][0]
+
+
+def test_plateau_schedule_divides_lr_by_ten_when_loss_stops_improving():
+    from training.engine import lr_at, plateau_update
+
+    cfg = TrainConfig(lr=1e-3, schedule="plateau", warmup_steps=0, plateau_tol=0.01)
+    state = LoopState()
+    assert not plateau_update(state, 1.0, cfg) and state.best_loss == 1.0
+    assert not plateau_update(state, 0.9, cfg)
+    assert plateau_update(state, 0.895, cfg)  # < 1 % better: a plateau
+    assert state.lr_scale == pytest.approx(0.1) and state.best_loss == 0.9
+    assert lr_at(1000, 0.9, cfg, state.lr_scale) == pytest.approx(1e-4)
+    assert not plateau_update(state, 0.5, TrainConfig(schedule="cosine"))

@@ -1,0 +1,155 @@
+"""The run driver shared by every training stage: data, model, objective, optimisers,
+epochs, dev figures in the log, checkpoints after every epoch, resume.
+
+``train(train_cfg, data_cfg, ...)`` trains ``train_cfg.model`` (built from
+``train_cfg.model_config`` overrides, e.g. ``width=0.25`` for the teacher) with the loss
+terms ``train_cfg.losses``. ``training.train_student``, ``training.train_teacher`` and
+``training.distill`` are thin command-line front ends over it.
+
+Adversarial loss terms (``adversarial = True``, e.g. ``began``) own a discriminator: its
+parameters go to a separate optimiser (lr = ``disc_lr_ratio`` x the student's lr) and
+``training.engine.train_epoch`` updates it after every student step.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from model.registry import build_model, config_from_dict, load_checkpoint, read_checkpoint, save_checkpoint
+from training.config import DataConfig, TrainConfig
+from training.data import BalancedSampler, TextFilterDataset, batches
+from training.engine import (LoopState, Timer, build_discriminator_optimizer, build_optimizer, plateau_update, predict,
+                             resume, save_training_checkpoint, seed_everything, train_epoch)
+from training.evaluate import evaluate_predictions
+from training.losses import build_objective
+
+log = logging.getLogger("training.loop")
+
+
+def parse_model_config(model: str, specs: Sequence[str]) -> dict:
+    """``("width=0.25", "dropout=0.1")`` -> ``{"width": 0.25, "dropout": 0.1}``, values
+    typed like the fields of model ``model``'s config (checked by ``config_from_dict``)."""
+    defaults = dataclasses.asdict(config_from_dict(model, {}))
+    values = {}
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        key = key.strip()
+        if not sep or key not in defaults:
+            raise ValueError(f"model config override {spec!r}: use key=value with key one of {sorted(defaults)}")
+        default = defaults[key]
+        if isinstance(default, bool):
+            value = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, (tuple, list)):
+            value = tuple(ast.literal_eval(raw if "," in raw else raw + ","))
+        elif isinstance(default, (int, float)):
+            value = type(default)(float(raw)) if isinstance(default, int) else float(raw)
+        else:
+            value = raw
+        values[key] = value
+    config_from_dict(model, values)  # raises on a bad combination of fields
+    return values
+
+
+def run_meta(stage: str, train_cfg: TrainConfig, data_cfg: DataConfig, history: list, **extra) -> dict:
+    """What a checkpoint records about the run that produced it."""
+    return {"stage": stage, "train_config": dataclasses.asdict(train_cfg),
+            "data_config": dataclasses.asdict(data_cfg), "history": history, **extra}
+
+
+def load_frozen(path: str, expect: str | None = None, channels_last: bool = True) -> torch.nn.Module:
+    """A model from a checkpoint in eval mode with gradients off (the teacher)."""
+    model, _ = load_checkpoint(path, expect=expect)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval()
+
+
+def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, resume_from: str | None = None,
+          teacher: torch.nn.Module | None = None, init: str | None = None, stage: str = "hard",
+          meta_extra: dict | None = None) -> torch.nn.Module:
+    """Train ``train_cfg.model`` with ``train_cfg.losses``; returns the trained model.
+
+    ``init``: a checkpoint whose weights start the run (e.g. the AB-pretrained student);
+    ``resume_from``: a training checkpoint (weights, optimisers, loop state) to continue."""
+    torch.set_num_threads(train_cfg.num_threads)
+    seed_everything(train_cfg.seed)
+    train_set = TextFilterDataset.for_split(data_cfg, data_cfg.train_split, train=True, crop_seed=train_cfg.seed)
+    dev_set = TextFilterDataset.for_split(data_cfg, data_cfg.eval_split, train=False)
+    sampler = BalancedSampler(train_set, data_cfg, seed=train_cfg.seed)
+    log.info("train %d records (%d with text-free crops, synthetic text %s), %d draws/epoch; dev %d records",
+             len(train_set), len(train_set.crops), "on" if train_set.renderer else "off", len(sampler), len(dev_set))
+
+    model_config = parse_model_config(train_cfg.model, train_cfg.model_config)
+    model = build_model(train_cfg.model, model_config)
+    log.info("%s %s: %.3fM parameters", train_cfg.model, dataclasses.asdict(model.config),
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    if init:
+        ckpt = read_checkpoint(init)
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+        log.info("initialised from %s", init)
+    if train_cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    objective = build_objective(train_cfg.losses, **_loss_kwargs(train_cfg.losses, model))
+    if objective.needs_teacher and teacher is None:
+        raise ValueError(f"losses {train_cfg.losses} need a teacher")
+    optimizer = build_optimizer(model, train_cfg)
+    disc_optimizer = build_discriminator_optimizer(objective, train_cfg)
+    state, history = LoopState(), []
+    if resume_from:
+        state, meta = resume(resume_from, model, optimizer, objective, disc_optimizer)
+        history = list(meta.get("history", []))
+
+    out_dir = Path(train_cfg.out_dir)
+    total = train_cfg.epochs * len(sampler)
+    timer = Timer()
+    meta = lambda: run_meta(stage, train_cfg, data_cfg, history, init=init, **(meta_extra or {}))  # noqa: E731
+    while state.epoch < train_cfg.epochs:
+        sampler.set_epoch(state.epoch)
+        epoch_timer = Timer()
+        losses = train_epoch(model, batches(train_set, sampler, train_cfg.batch_size, train_cfg.num_workers),
+                             objective, optimizer, train_cfg, state, total, teacher, epoch_size=len(sampler),
+                             disc_optimizer=disc_optimizer)
+        state.epoch += 1
+        entry = {"epoch": state.epoch, "seconds": round(epoch_timer(), 1), **{f"loss_{k}": v for k, v in losses.items()}}
+        if plateau_update(state, losses.get("total", float("inf")), train_cfg):
+            log.info("train loss %.4g did not improve on %.4g: lr divided by 10 (x%g)", losses["total"],
+                     state.best_loss, state.lr_scale)
+        if train_cfg.schedule == "plateau":
+            entry["lr_scale"] = state.lr_scale
+        if train_cfg.eval_every and (state.epoch % train_cfg.eval_every == 0 or state.epoch == train_cfg.epochs):
+            entry.update(dev_summary(model, dev_set, train_cfg))
+        history.append(entry)
+        log.info("epoch %d/%d %s", state.epoch, train_cfg.epochs,
+                 " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+        save_training_checkpoint(str(out_dir / "last.pt"), model, optimizer, state, meta(),
+                                 objective=objective, disc_optimizer=disc_optimizer)
+    log.info("trained %d epochs in %.1f s this session", train_cfg.epochs, timer())
+    if out:
+        save_checkpoint(out, model, meta())
+        log.info("wrote %s", out)
+    return model
+
+
+def _loss_kwargs(specs: Sequence[str], model: torch.nn.Module) -> dict:
+    """Constructor arguments that depend on the model (the discriminator's input size)."""
+    embed_dim = getattr(model.config, "embed_dim", 64)
+    return {"began": {"embed_dim": embed_dim}}
+
+
+def dev_summary(model: torch.nn.Module, dev_set: TextFilterDataset, cfg: TrainConfig) -> dict:
+    """A few dev figures for the log: AP, P/R/F at 0.5 and at the recall-0.95 threshold."""
+    pred = predict(model, batches(dev_set, dev_set.items(), 32), cfg.channels_last)
+    fig = evaluate_predictions(pred, target_recall=0.95)
+    a, h = fig["at_threshold"], fig["at_0.5"]
+    return {"dev_ap": fig["average_precision"], "dev_region_ap": fig["region_average_precision"],
+            "dev_p@0.5": h["precision"], "dev_r@0.5": h["recall"], "dev_f@0.5": h["f1"],
+            "dev_thr@r95": a["threshold"], "dev_p@r95": a["precision"], "dev_f@r95": a["f1"],
+            "dev_reject@r95": a["rejection"]}
