@@ -6,7 +6,9 @@ model sees in production is what it saw in training because both call this funct
 
 - The format is decided by content, never by the file name.
 - Large JPEGs are decoded in draft mode: libjpeg scales by 1/2, 1/4 or 1/8 while
-  decoding, so a 12 MP photo is never decoded at full size.
+  decoding, so a 12 MP photo is never decoded at full size. The drafted image may fall
+  short of the target by ``draft_tolerance`` (5 %): a 1500x1000 photo is decoded at 1/4
+  (375x250, then upscaled by 2.4 %) instead of 1/2 (750x500), which costs 40 % less.
 - EXIF orientation is applied; palette, grey, LA/RGBA (composited on white), CMYK,
   16-bit and float images all become 8-bit RGB; animated images use their first frame.
 - A declared size above ``max_pixels`` raises ``ImageTooLarge`` before any pixel is
@@ -45,6 +47,7 @@ class PreprocessConfig:
     long_edge_multiple: int = 32
     max_long_edge: int = 2048
     min_edge: int = 32
+    draft_tolerance: float = 0.05  # how far below the target a JPEG draft may decode
     max_pixels: int = 100_000_000
     background: tuple[int, int, int] = (255, 255, 255)
 
@@ -143,7 +146,7 @@ def decode_image(data: bytes, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.
         tw, th = target_size(w, h, cfg)
         if img.format == "JPEG":
             # libjpeg decodes at 1/2, 1/4, 1/8 scale, never below the requested size.
-            img.draft("RGB", (tw, th))
+            img.draft("RGB", draft_request((tw, th), cfg))
         img = ImageOps.exif_transpose(img)  # loads pixels (first frame of animations)
         return resize_image(img, cfg)
     except (ImageDecodeError, MemoryError):
@@ -152,6 +155,13 @@ def decode_image(data: bytes, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.
         raise ImageDecodeError(f"cannot decode image: {type(e).__name__}: {e}") from e
     finally:
         img.close()
+
+
+def draft_request(size: tuple[int, int], cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> tuple[int, int]:
+    """The size to ask a JPEG draft for: ``size`` less ``cfg.draft_tolerance``, so a scale
+    that lands a few percent short of the target is taken (and the rest upscaled)."""
+    keep = 1.0 - cfg.draft_tolerance
+    return tuple(max(1, math.ceil(v * keep)) for v in size)  # type: ignore[return-value]
 
 
 def resize_image(img: Image.Image, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:

@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 from pipeline.items import InputItem, as_item
 from pipeline.uris import filesystem
 
-NAMESPACE = "textfilter"
+from pipeline.record_steps import NAMESPACE
 
 # Keys of fsspec info dicts that change when an object's content changes: local files
 # (mtime), gcsfs (generation, md5Hash, etag, updated), s3fs (ETag, LastModified),

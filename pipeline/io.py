@@ -140,11 +140,13 @@ def _read_once(uri: str, config: ReadConfig) -> bytes:
     if split_member_uri(uri):  # shard.tar#member.jpg: a WebDataset member
         return read_member(uri, config.max_bytes, config.storage_options)
     fs, path = filesystem(uri, config.storage_options)
-    if is_local(uri):
+    local = is_local(uri)
+    if local:
         _check_regular_file(path)
     limit = config.max_bytes or None
-    with fs.open(path, "rb") as f:
-        size = getattr(f, "size", None)
+    # Local files skip fsspec's wrapper (a third of a local read's cost).
+    with (open(path, "rb") if local else fs.open(path, "rb")) as f:
+        size = os.fstat(f.fileno()).st_size if local else getattr(f, "size", None)
         size = size if isinstance(size, int) else None
         if limit and size is not None and size > limit:
             raise InputTooLarge(f"file is larger than max_bytes={limit} ({size} bytes)")

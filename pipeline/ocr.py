@@ -15,16 +15,14 @@ from typing import Optional
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.metrics import Metrics
 from PIL import Image, ImageOps
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, open_image, to_rgb
 from pipeline.io import ReadConfig, read_bytes
-from pipeline.logs import install_redaction
-from pipeline.records import FAILED, STAGE_OCR, failed_record
+from pipeline.record_steps import RecordStepFn
+from pipeline.records import FAILED, STAGE_OCR
 from pipeline.region_boxes import MARGIN, region_boxes
 
-NAMESPACE = "textfilter"
 OCR_ENGINES = ("none", "rapidocr")
 OCR_MODES = ("whole", "regions")
 WHOLE, REGIONS = OCR_MODES
@@ -101,11 +99,14 @@ def ocr_image(engine, rgb: np.ndarray, mode: str = WHOLE, record: Optional[dict]
     return {"text": texts, "boxes": boxes, "scores": scores, "mode": mode}
 
 
-class OcrFn(beam.DoFn):
+class OcrFn(RecordStepFn):
     """Text record -> the record with ``ocr`` added, or a failed record (stage "ocr")."""
+
+    stage, done_metric, failed_metric = STAGE_OCR, "ocr_images", "failed_ocr"
 
     def __init__(self, mode: str = WHOLE, read_config: ReadConfig = ReadConfig(),
                  preprocess: PreprocessConfig = DEFAULT_PREPROCESS, num_threads: int = 1):
+        super().__init__()
         if mode not in OCR_MODES:
             raise ValueError(f"unknown --ocr_mode {mode!r}: use one of {', '.join(OCR_MODES)}")
         self.mode = mode
@@ -113,24 +114,14 @@ class OcrFn(beam.DoFn):
         self.preprocess = preprocess
         self.num_threads = num_threads
         self.engine = None
-        self.read = Metrics.counter(NAMESPACE, "ocr_images")
-        self.failed = Metrics.counter(NAMESPACE, "failed_ocr")
 
     def setup(self):
-        install_redaction()
+        super().setup()
         self.engine = make_engine(self.num_threads, self.mode)  # once per worker, never per element
 
-    def process(self, record: dict):
-        uri = record["uri"]
-        try:
-            rgb = load_rgb(read_bytes(uri, self.read_config), self.preprocess)
-            ocr = ocr_image(self.engine, rgb, self.mode, record, record.get("threshold", 0.5))
-        except Exception as e:  # noqa: BLE001 - an OCR failure is a dead letter, never a crash
-            self.failed.inc()
-            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_OCR, e))
-            return
-        self.read.inc()
-        yield {**record, "ocr": ocr}
+    def step(self, record: dict) -> dict:
+        rgb = load_rgb(read_bytes(record["uri"], self.read_config), self.preprocess)
+        return {"ocr": ocr_image(self.engine, rgb, self.mode, record, record.get("threshold", 0.5))}
 
 
 class Ocr(beam.PTransform):

@@ -7,6 +7,8 @@ import os
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.handler import DEFAULT_BATCH_SIZE
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES_DIR = os.path.join(REPO_ROOT, "samples")
 
@@ -69,7 +71,8 @@ class TextFilterOptions(PipelineOptions):
         model.add_argument(
             "--threshold", type=float, default=None,
             help="Image score at or above which an image is text. Default: the threshold stored with the weights.")
-        model.add_argument("--batch_size", type=int, default=32, help="Largest inference batch.")
+        model.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
+                           help="Largest inference batch (small batches stay in the CPU cache).")
         model.add_argument(
             "--num_threads", type=int, default=1, help="torch / onnxruntime threads per worker process.")
         model.add_argument(

@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 from model.preprocessing import DEFAULT_PREPROCESS
 from model.onnx_format import read_onnx_meta
-from pipeline.handler import default_model_path, read_model_bytes, resolve_model_format
+from pipeline.handler import DEFAULT_BATCH_SIZE, default_model_path, read_model_bytes, resolve_model_format
 from pipeline.fingerprint import FingerprintFn
 from pipeline.io import ReadConfig
 from pipeline.logs import install_redaction
@@ -49,7 +49,7 @@ class FilterConfig:
     model_path: Optional[str]
     read: ReadConfig
     ocr_inbox: Optional[str] = None
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
     num_threads: int = 1
     max_pixels: int = DEFAULT_PREPROCESS.max_pixels
     records_per_shard: int = 50_000

@@ -24,14 +24,12 @@ import zlib
 from typing import Mapping, Optional
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from pipeline.io import ReadConfig, read_bytes
-from pipeline.logs import install_redaction
-from pipeline.records import FAILED, STAGE_OCR_SINK, failed_record
+from pipeline.record_steps import RecordStepFn
+from pipeline.records import FAILED, STAGE_OCR_SINK
 from pipeline.uris import filesystem, is_local, join, safe_name
 
-NAMESPACE = "textfilter"
 STAGING = ".staging-"
 TMP = ".tmp-"
 
@@ -189,30 +187,22 @@ class WriteManifests(beam.PTransform):
         )
 
 
-class CopyToOcrInboxFn(beam.DoFn):
+class CopyToOcrInboxFn(RecordStepFn):
     """Text record -> the image copied into the OCR inbox under a safe, collision-free
     name; the record gains ``ocr_inbox_uri``. A failed copy becomes a dead letter."""
 
+    stage, done_metric, failed_metric = STAGE_OCR_SINK, "ocr_inbox_copied", "failed_ocr_sink"
+
     def __init__(self, inbox: str, read_config: ReadConfig = ReadConfig()):
+        super().__init__()
         self.inbox = inbox
         self.read_config = read_config
-        self.copied = Metrics.counter(NAMESPACE, "ocr_inbox_copied")
-        self.failed = Metrics.counter(NAMESPACE, "failed_ocr_sink")
 
-    def setup(self):
-        install_redaction()
-
-    def process(self, record: dict):
+    def step(self, record: dict) -> dict:
         uri = record["uri"]
         target = join(self.inbox, safe_name(uri))
-        try:
-            write_atomically(target, read_bytes(uri, self.read_config), self.read_config.storage_options)
-        except Exception as e:  # noqa: BLE001
-            self.failed.inc()
-            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_OCR_SINK, e))
-            return
-        self.copied.inc()
-        yield {**record, "ocr_inbox_uri": target}
+        write_atomically(target, read_bytes(uri, self.read_config), self.read_config.storage_options)
+        return {"ocr_inbox_uri": target}
 
 
 class OcrInbox(beam.PTransform):

@@ -16,7 +16,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image
 from model.regions import NUM_REGIONS
-from pipeline.handler import model_handler
+from pipeline.handler import DEFAULT_BATCH_SIZE, model_handler
 from pipeline.io import ReadConfig, read_bytes
 from pipeline.items import as_item
 from pipeline.logs import install_redaction
@@ -24,7 +24,7 @@ from pipeline.records import (
     FAILED, NON_TEXT, STAGE_DECODE, STAGE_INFERENCE, STAGE_READ, TEXT, decided_record, failed_record,
 )
 
-NAMESPACE = "textfilter"
+from pipeline.record_steps import NAMESPACE  # noqa: F401 (pipeline.run reads it here)
 
 
 class ReadAndDecodeFn(beam.DoFn):
@@ -116,7 +116,7 @@ class FilterImages(beam.PTransform):
         read_config: ReadConfig = ReadConfig(),
         preprocess: PreprocessConfig = DEFAULT_PREPROCESS,
         num_threads: int = 1,
-        max_batch_size: int = 32,
+        max_batch_size: int = DEFAULT_BATCH_SIZE,
         model_format: str = "torch",
     ):
         super().__init__()

@@ -30,24 +30,24 @@ def test_wrong_model_kind_is_refused(tmp_path):
         load_checkpoint(path, expect="student")
 
 
-def test_wrong_shapes_give_clear_error(tmp_path):
+def student_with_config(tmp_path, **changes):
+    """A saved student checkpoint whose stored config was edited afterwards."""
     path = tmp_path / "s.pt"
     save_checkpoint(path, build_model("student"))
     state = torch.load(path, weights_only=True)
-    state["config"]["embed_dim"] = 16
+    state["config"].update(changes)
     torch.save(state, path)
+    return path
+
+
+def test_wrong_shapes_give_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="do not fit"):
-        load_checkpoint(path)
+        load_checkpoint(student_with_config(tmp_path, embed_dim=16))
 
 
 def test_unknown_config_field(tmp_path):
-    path = tmp_path / "s.pt"
-    save_checkpoint(path, build_model("student"))
-    state = torch.load(path, weights_only=True)
-    state["config"]["heads"] = 4
-    torch.save(state, path)
     with pytest.raises(CheckpointError, match="unknown fields"):
-        load_checkpoint(path)
+        load_checkpoint(student_with_config(tmp_path, heads=4))
 
 
 class _RunsCode:

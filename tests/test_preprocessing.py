@@ -64,9 +64,9 @@ def test_exif_orientation_is_applied():
     assert out[:40].mean() < out[-40:].mean() - 100  # dark at the top
 
 
-def test_large_jpeg_is_decoded_in_draft_mode(monkeypatch):
-    big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
-    data = encode(big, "JPEG", quality=70)
+@pytest.fixture
+def resize_inputs(monkeypatch) -> list:
+    """Sizes of the images ``Image.resize`` is called on (after any JPEG draft)."""
     seen = []
     original = Image.Image.resize
 
@@ -75,9 +75,37 @@ def test_large_jpeg_is_decoded_in_draft_mode(monkeypatch):
         return original(self, size, *a, **kw)
 
     monkeypatch.setattr(Image.Image, "resize", spy)
+    return seen
+
+
+def test_large_jpeg_is_decoded_in_draft_mode(resize_inputs):
+    big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
+    data = encode(big, "JPEG", quality=70)
     out = decode_image(data)
     assert out.shape == (256, 352, 3)
-    assert seen and seen[0][0] <= 1000, f"decoded at {seen[0]}, not near the target size"
+    assert resize_inputs and resize_inputs[0][0] <= 1000, f"decoded at {resize_inputs[0]}, not near the target size"
+
+
+@pytest.mark.parametrize("size, drafted", [
+    ((1500, 1000), (375, 250)),   # 1/4 lands 2.4 % short of 256: taken, then upscaled
+    ((1000, 1500), (250, 375)),
+    ((1280, 720), (640, 360)),    # 1/4 would be 180 px: 30 % short, so 1/2
+    ((1920, 1080), (480, 270)),   # 1/4 reaches 256 anyway
+    ((300, 200), (300, 200)),     # small: no draft
+])
+def test_jpeg_draft_scale_allows_a_few_percent_below_target(resize_inputs, size, drafted):
+    data = encode(Image.new("RGB", size, (120, 60, 30)), "JPEG", quality=80)
+    out = decode_image(data)
+    tw, th = target_size(*size)
+    assert out.shape == (th, tw, 3)
+    assert resize_inputs == [drafted]
+    assert min(drafted) >= (1 - DEFAULT_PREPROCESS.draft_tolerance) * 256 or drafted == size
+
+
+def test_draft_tolerance_zero_never_decodes_below_target(resize_inputs):
+    data = encode(Image.new("RGB", (1500, 1000), (120, 60, 30)), "JPEG", quality=80)
+    out = decode_image(data, PreprocessConfig(draft_tolerance=0.0))
+    assert out.shape == (256, 384, 3) and resize_inputs == [(750, 500)]
 
 
 def test_animated_gif_uses_first_frame():

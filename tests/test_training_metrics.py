@@ -77,3 +77,21 @@ def test_training_checkpoint_resumes_and_loads_as_a_model(tmp_path):
     loaded, _ = load_checkpoint(path, expect="student")
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def test_quad_height_is_the_short_side_of_a_rotated_box():
+    from training.evaluate import quad_height
+
+    assert quad_height([0, 0, 100, 0, 100, 10, 0, 10]) == pytest.approx(10)
+    c, s = np.cos(0.5), np.sin(0.5)
+    rotated = [(x * c - y * s, x * s + y * c) for x, y in ((0, 0), (100, 0), (100, 10), (0, 10))]
+    assert quad_height(np.ravel(rotated)) == pytest.approx(10)
+    assert quad_height([0, 0, 5, 0, 5, 40, 0, 40]) == pytest.approx(5)  # vertical text: its width
+
+
+def test_recall_by_bucket_counts_only_text_images():
+    scores = np.array([0.9, 0.1, 0.8, 0.7, 0.9])
+    labels = np.array([1, 1, 1, 0, 1])
+    heights = np.array([4.0, 5.0, 20.0, np.nan, np.nan])
+    out = metrics.recall_by_bucket(scores, labels, heights, 0.5, edges=(6, 16))
+    assert out == {"< 6": {"n": 2, "recall": 0.5}, "6-16": {"n": 0, "recall": None}, ">= 16": {"n": 1, "recall": 1.0}}

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.preprocessing import target_size
 from model.registry import load_checkpoint, read_checkpoint, save_checkpoint
 from model.regions import image_score
 from training import metrics
@@ -31,6 +32,30 @@ from training.data import TextFilterDataset, batches
 from training.engine import predict
 
 log = logging.getLogger(__name__)
+
+
+# Buckets of the tallest text line's height at the model's input, in pixels.
+TEXT_HEIGHT_EDGES = (6, 10, 16, 32)
+
+
+def quad_height(quad) -> float:
+    """Height of a text quadrilateral (x1, y1, ..., x4, y4): its shorter side pair's mean length."""
+    p = np.asarray(quad, dtype=np.float64).reshape(4, 2)
+    sides = np.linalg.norm(p - np.roll(p, -1, axis=0), axis=1)  # 0-1, 1-2, 2-3, 3-0
+    return float(min(sides[0] + sides[2], sides[1] + sides[3]) / 2)
+
+
+def text_heights(dataset: TextFilterDataset, paths) -> np.ndarray:
+    """For each image path of ``dataset``, the height in model-input pixels of its tallest
+    text box (NaN for images without boxes): how large the text the network must see is."""
+    boxes = {r.path: r.boxes for r in dataset.records}
+    out = np.full(len(paths), np.nan)
+    for i, path in enumerate(paths):
+        if boxes.get(path):
+            w, h = dataset.store.size(path, dataset.preprocess)
+            scale = min(target_size(w, h, dataset.preprocess)) / min(w, h)
+            out[i] = max(quad_height(q) for q in boxes[path]) * scale
+    return out
 
 
 def evaluate_predictions(pred: dict, threshold: float | None = None, target_recall: float = 0.95) -> dict:
@@ -51,6 +76,8 @@ def evaluate_predictions(pred: dict, threshold: float | None = None, target_reca
         "region_average_precision": metrics.region_average_precision(pred["probs"], pred["labels"]),
         "ece": metrics.expected_calibration_error(scores, labels),
         "per_source": metrics.per_source(scores, labels, pred["sources"], threshold),
+        **({"recall_by_text_height": metrics.recall_by_bucket(scores, labels, pred["text_heights"], threshold,
+                                                               TEXT_HEIGHT_EDGES)} if "text_heights" in pred else {}),
     }
 
 
@@ -59,7 +86,9 @@ def evaluate_model(model: torch.nn.Module, data_cfg: DataConfig, split: str, bat
     dataset = TextFilterDataset.for_split(data_cfg, split, train=False)
     if not len(dataset):
         raise ValueError(f"split {split!r} has no records under {data_cfg.root}")
-    return predict(model, batches(dataset, dataset.items(), batch_size))
+    pred = predict(model, batches(dataset, dataset.items(), batch_size))
+    pred["text_heights"] = text_heights(dataset, pred["paths"])
+    return pred
 
 
 def format_report(figures: dict, title: str) -> str:
@@ -78,6 +107,11 @@ def format_report(figures: dict, title: str) -> str:
     lines.append(f"  {'source':<36}{'n':>6}  {'metric':<10}{'rate':>8}")
     for src, row in figures["per_source"].items():
         lines.append(f"  {src:<36}{row['n']:>6}  {row['metric']:<10}{row['rate']:>8.4f}")
+    if "recall_by_text_height" in figures:
+        lines.append(f"  {'tallest text at model input (px)':<36}{'n':>6}  {'recall':>8}")
+        for bucket, row in figures["recall_by_text_height"].items():
+            rate = "-" if row["recall"] is None else f"{row['recall']:.4f}"
+            lines.append(f"  {bucket:<36}{row['n']:>6}  {rate:>8}")
     return "\n".join(lines)
 
 

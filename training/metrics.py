@@ -75,6 +75,21 @@ def per_source(scores: np.ndarray, labels: np.ndarray, sources: Sequence[str], t
     return out
 
 
+def recall_by_bucket(scores: np.ndarray, labels: np.ndarray, values: np.ndarray, threshold: float,
+                     edges: Sequence[float]) -> dict:
+    """Recall of the text images grouped by ``values`` (e.g. text height in pixels) into
+    buckets ``[-inf, e0), [e0, e1), ..., [e_last, inf)``; NaN values are left out."""
+    scores, labels, values = np.asarray(scores), np.asarray(labels), np.asarray(values, dtype=np.float64)
+    bounds = [-np.inf, *edges, np.inf]
+    out = {}
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        mask = (labels == 1) & (values >= lo) & (values < hi)
+        name = f"< {hi:g}" if lo == -np.inf else (f">= {lo:g}" if hi == np.inf else f"{lo:g}-{hi:g}")
+        n = int(mask.sum())
+        out[name] = {"n": n, "recall": float((scores[mask] >= threshold).mean()) if n else None}
+    return out
+
+
 def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
     """Mean |accuracy - confidence| over equal-width score bins, weighted by bin size."""
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
