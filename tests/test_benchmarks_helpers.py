@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+
+import numpy as np
 
 from benchmarks.common import text_chars_kept
 from benchmarks.crawl_demo import build_crawl
@@ -26,3 +29,15 @@ def test_build_crawl_from_the_dev_split(tmp_path):
         return
     truth = build_crawl(str(tmp_path / "crawl"), 40, 0.15)
     assert len(truth) == 40 and sum(truth.values()) == 6
+
+
+def test_draft_tolerance_helpers(tmp_path):
+    from PIL import Image
+
+    from benchmarks.draft_tolerance import precision_recall, upscaled_jpeg
+
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(tmp_path / "a.png")
+    with Image.open(io.BytesIO(upscaled_jpeg(str(tmp_path / "a.png"), 1000))) as big:
+        assert big.format == "JPEG" and big.size == (1500, 1000)
+    p, r = precision_recall(np.array([0.9, 0.2, 0.8, 0.1]), np.array([1, 1, 0, 0]), 0.5)
+    assert (p, r) == (0.5, 0.5)
