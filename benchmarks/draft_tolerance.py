@@ -21,9 +21,10 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import labelled_images, per_item_ms
-from model.onnx_format import INPUT_NAME, PROBS_NAME, make_session, read_onnx_meta
+from model.onnx_format import make_session, onnx_probs, read_onnx_meta
 from model.preprocessing import DEFAULT_PREPROCESS, decode_image
 from pipeline.handler import default_model_path
+from training.metrics import prf_at
 
 
 def upscaled_jpeg(path: str, short_edge: int) -> bytes:
@@ -33,12 +34,6 @@ def upscaled_jpeg(path: str, short_edge: int) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=90)
     return buf.getvalue()
-
-
-def precision_recall(scores: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float]:
-    predicted = scores >= threshold
-    tp = int((predicted & (labels == 1)).sum())
-    return tp / max(int(predicted.sum()), 1), tp / max(int((labels == 1).sum()), 1)
 
 
 def main(argv=None) -> dict:
@@ -62,10 +57,9 @@ def main(argv=None) -> dict:
     for name, cfg in (("no_tolerance", dataclasses.replace(DEFAULT_PREPROCESS, draft_tolerance=0.0)),
                       ("shipped", DEFAULT_PREPROCESS)):
         figures[f"decode_ms_{name}"] = round(per_item_ms(lambda b: decode_image(b, cfg), data, 3), 2)
-        probs = [session.run([PROBS_NAME], {INPUT_NAME: decode_image(b, cfg)[None]})[0][0] for b in data]
-        scores[name] = np.array([p.max() for p in probs])
-        p, r = precision_recall(scores[name], labels, threshold)
-        figures[f"precision_{name}"], figures[f"recall_{name}"] = round(p, 4), round(r, 4)
+        scores[name] = np.array([onnx_probs(session, [decode_image(b, cfg)])[0].max() for b in data])
+        at = prf_at(scores[name], labels, threshold)
+        figures[f"precision_{name}"], figures[f"recall_{name}"] = round(at["precision"], 4), round(at["recall"], 4)
     delta = np.abs(scores["shipped"] - scores["no_tolerance"])
     figures["mean_abs_score_change"] = round(float(delta.mean()), 4)
     figures["max_abs_score_change"] = round(float(delta.max()), 4)

@@ -38,7 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.onnx_format import INPUT_NAME, LOGITS_NAME, PROBS_NAME, make_session, metadata_props, session_meta
+from model.onnx_format import (
+    INPUT_NAME, LOGITS_NAME, PROBS_NAME, make_session, metadata_props, onnx_probs, session_meta, stacked,
+)
 from model.preprocessing import MEAN, STD, to_tensor
 from model.registry import load_checkpoint, model_name_of
 
@@ -64,11 +66,6 @@ class ProbsAndLogits(nn.Module):
         x = images.permute(0, 3, 1, 2).float() / 255.0
         logits = self.model((x - self.mean) / self.std).logits
         return torch.sigmoid(logits), logits
-
-
-def stacked(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Same-shape uint8 (H, W, 3) images -> the (N, H, W, 3) input of an export."""
-    return np.ascontiguousarray(np.stack(list(images)))
 
 
 def default_out(checkpoint: str, fmt: str) -> str:
@@ -161,7 +158,7 @@ def exported_probs(path: str, fmt: str, images: Sequence[np.ndarray], num_thread
     if fmt == "onnx":
         with open(path, "rb") as f:
             session = make_session(f.read(), num_threads)
-        return session.run([PROBS_NAME], {INPUT_NAME: stacked(images)})[0]
+        return onnx_probs(session, images)
     module, _ = load_torchscript(path)
     with torch.inference_mode():
         return module(torch.from_numpy(stacked(images)))[0].numpy()

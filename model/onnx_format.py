@@ -15,7 +15,9 @@ This module imports only numpy (and onnxruntime when a session is made).
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from typing import Mapping, Sequence
+
+import numpy as np
 
 INPUT_NAME = "images"
 PROBS_NAME = "probs"
@@ -27,6 +29,17 @@ KEY_FORMAT = "textfilter.format"
 KEY_MODEL = "textfilter.model"
 KEY_CONFIG = "textfilter.config"
 KEY_META = "textfilter.meta"
+
+
+def stacked(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Same-shape uint8 (H, W, 3) images -> the contiguous (N, H, W, 3) input of an export."""
+    return np.ascontiguousarray(np.stack(list(images)))
+
+
+def onnx_probs(session, images: Sequence[np.ndarray]) -> np.ndarray:
+    """Region probabilities (N, 34) of same-shape uint8 images from an export's session
+    (the graph normalises them itself)."""
+    return session.run([PROBS_NAME], {INPUT_NAME: stacked(images)})[0]
 
 
 def metadata_props(model_name: str, config: Mapping, meta: Mapping) -> dict[str, str]:

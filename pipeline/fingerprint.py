@@ -15,9 +15,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.items import InputItem, as_item
-from pipeline.uris import filesystem
-
 from pipeline.record_steps import NAMESPACE
+from pipeline.uris import filesystem
 
 # Keys of fsspec info dicts that change when an object's content changes: local files
 # (mtime), gcsfs (generation, md5Hash, etag, updated), s3fs (ETag, LastModified),

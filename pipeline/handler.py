@@ -21,7 +21,7 @@ import numpy as np
 from apache_beam.ml.inference import base as _inference_base
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from model.onnx_format import INPUT_NAME, PROBS_NAME, check_format, make_session
+from model.onnx_format import check_format, make_session, onnx_probs
 from pipeline.uris import filesystem
 
 MODEL_FORMATS = ("torch", "onnx")
@@ -137,8 +137,7 @@ class StudentOnnxModelHandler(ShapeGroupedHandler):
         return session
 
     def predict(self, session, images: list[np.ndarray]) -> np.ndarray:
-        # uint8 (N, H, W, 3): the exported graph normalises (model.export.ProbsAndLogits).
-        return session.run([PROBS_NAME], {INPUT_NAME: np.ascontiguousarray(np.stack(images))})[0]
+        return onnx_probs(session, images)  # uint8 in: the exported graph normalises
 
 
 def model_handler(model_format: str = "torch", model_path: Optional[str] = None, **kwargs) -> ShapeGroupedHandler:

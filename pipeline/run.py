@@ -32,7 +32,8 @@ from pipeline.records import FAILED, NON_TEXT, ROUTES, TEXT
 from pipeline.sinks import OcrInbox, WriteManifests, write_atomically
 from pipeline.sources import ExpandShards, ListInputs, check_source, sources
 from pipeline.state import ReadState, SkipDecided, StateStore, WriteState, new_generation_id
-from pipeline.transforms import NAMESPACE, FilterImages
+from pipeline.record_steps import NAMESPACE
+from pipeline.transforms import FilterImages
 from pipeline.uris import filesystem, join, redact_uri
 
 log = logging.getLogger("textfilter")

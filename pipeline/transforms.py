@@ -20,11 +20,10 @@ from pipeline.handler import DEFAULT_BATCH_SIZE, model_handler
 from pipeline.io import ReadConfig, read_bytes
 from pipeline.items import as_item
 from pipeline.logs import install_redaction
+from pipeline.record_steps import NAMESPACE
 from pipeline.records import (
     FAILED, NON_TEXT, STAGE_DECODE, STAGE_INFERENCE, STAGE_READ, TEXT, decided_record, failed_record,
 )
-
-from pipeline.record_steps import NAMESPACE  # noqa: F401 (pipeline.run reads it here)
 
 
 class ReadAndDecodeFn(beam.DoFn):

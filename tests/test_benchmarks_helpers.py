@@ -34,10 +34,12 @@ def test_build_crawl_from_the_dev_split(tmp_path):
 def test_draft_tolerance_helpers(tmp_path):
     from PIL import Image
 
-    from benchmarks.draft_tolerance import precision_recall, upscaled_jpeg
+    from benchmarks.draft_tolerance import upscaled_jpeg
+    from training.metrics import prf_at
 
     Image.new("RGB", (300, 200), (10, 200, 30)).save(tmp_path / "a.png")
     with Image.open(io.BytesIO(upscaled_jpeg(str(tmp_path / "a.png"), 1000))) as big:
         assert big.format == "JPEG" and big.size == (1500, 1000)
-    p, r = precision_recall(np.array([0.9, 0.2, 0.8, 0.1]), np.array([1, 1, 0, 0]), 0.5)
+    at = prf_at(np.array([0.9, 0.2, 0.8, 0.1]), np.array([1, 1, 0, 0]), 0.5)
+    p, r = at["precision"], at["recall"]
     assert (p, r) == (0.5, 0.5)
