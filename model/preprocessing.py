@@ -197,8 +197,9 @@ def to_tensor(images):
 
     if isinstance(images, np.ndarray):
         images = [images]
-    batch = torch.from_numpy(np.stack(images))  # N, H, W, 3 uint8
-    x = batch.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+    # (x / 255 - mean) / std as one subtraction and one multiplication, in place: the
+    # permuted NHWC batch already has channels_last strides, which float() keeps.
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    shift = torch.tensor([255.0 * m for m in MEAN], dtype=x.dtype).view(1, 3, 1, 1)
+    scale = torch.tensor([1.0 / (255.0 * s) for s in STD], dtype=x.dtype).view(1, 3, 1, 1)
+    return x.sub_(shift).mul_(scale).contiguous(memory_format=torch.channels_last)

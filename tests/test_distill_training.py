@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -225,7 +226,7 @@ def test_evaluate_writes_all_plots(tiny_root, tmp_path, student_checkpoint):
 
     figures = evaluate.main(["--checkpoint", student_checkpoint, "--root", tiny_root, "--plots", str(tmp_path)])
     stem = Path(student_checkpoint).stem + "_dev"
-    for suffix in ("pr", "scores", "per_source"):
+    for suffix in ("pr", "scores", "per_source", "errors"):
         png = tmp_path / f"{stem}_{suffix}.png"
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / f"{stem}_eval.json").read_text())["n"] == figures["n"] == 4
@@ -258,3 +259,69 @@ def test_plateau_schedule_divides_lr_by_ten_when_loss_stops_improving():
     assert state.lr_scale == pytest.approx(0.1) and state.best_loss == 0.9
     assert lr_at(1000, 0.9, cfg, state.lr_scale) == pytest.approx(1e-4)
     assert not plateau_update(state, 0.5, TrainConfig(schedule="cosine"))
+
+
+# --- devices, thread loader, time budget -----------------------------------------------------------
+
+def test_resolve_device():
+    from training.engine import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_time_budget_stops_training_and_drives_the_schedule(tiny_root, tmp_path):
+    from training import train_student
+    from training.engine import budget_spent, lr_at
+
+    out = tmp_path / "student.pt"
+    train_student.main(["--root", tiny_root, *TINY, "--epochs", "1000", "--time_budget", "1.5", "--loader", "thread",
+                        "--num_workers", "2", "--eval_every", "0", "--out_dir", str(tmp_path / "s"), "--out", str(out)])
+    history = load_checkpoint(out)[1]["history"]
+    last = read_checkpoint(tmp_path / "s" / "last.pt")["loop"]
+    assert 1 <= len(history) < 1000 and last["epoch"] == len(history)
+    assert last["seconds"] >= 1.5 and budget_spent(LoopState(**last), TrainConfig(time_budget=1.5))
+    # on a time budget the cosine runs on elapsed time: half the time, half way down
+    cfg = TrainConfig(lr=1.0, warmup_steps=0, min_lr_ratio=0.0, time_budget=10.0)
+    assert lr_at(5, 0.5, cfg) == pytest.approx(0.5)
+
+
+def test_compact_data_scales_images_and_boxes_alike(tiny_root, tmp_path):
+    from model.regions import region_labels
+    from training import compact_data
+    from training.data import load_records
+
+    compact_data.main(["--root", tiny_root, "--out", str(tmp_path), "--split", "train", "dev", "--short_edge", "32",
+                       "--quality", "90"])
+    before = {Path(r.path).stem: r for r in load_records(tiny_root)}
+    after = load_records(tmp_path)
+    assert len(after) == len(before) == 12
+    for r in after:
+        src = before[Path(r.path).stem]
+        assert r.path.endswith(".webp") and (r.label, r.split, r.source) == (src.label, src.split, src.source)
+        with Image.open(tmp_path / r.path) as img:
+            assert min(img.size) == 32 and img.size == (48, 32)  # 96 x 64 -> 48 x 32
+        np.testing.assert_array_equal(region_labels(r.boxes, 48, 32), region_labels(src.boxes, 96, 64))
+
+
+def test_gpu_recipe_script_runs_every_stage_on_cpu(tiny_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "TEXTFILTER_DATA_ROOT": tiny_root, "DEVICE": "cpu",
+           "OUT": str(out), "RUNS": str(tmp_path / "runs"), "TEACHER_WIDTH": "0.125", "TEACHER_EPOCHS": "1",
+           "ROW_EPOCHS": "2", "LONG_EPOCHS": "2", "AB_EPOCHS": "1", "BUDGET": "280", "EXTRA": " ".join(TINY)}
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(repo / "training" / "gpu_recipe.sh")], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert load_checkpoint(out / "teacher.pt", expect="teacher")[0].config.width == 0.125
+    for row in ("hard", "soft", "soft_adv", "full", "long"):
+        model, meta = load_checkpoint(out / f"{row}.pt", expect="student")
+        assert "optimizer" not in read_checkpoint(out / f"{row}.pt")
+    assert (out / "logs.tar.gz").stat().st_size > 0

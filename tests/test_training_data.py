@@ -16,7 +16,7 @@ from model.regions import GRIDS, region_labels, region_rects
 from training.augment import augment_geometry, rotation_matrix, transform_points
 from training.config import AugmentConfig, DataConfig, SynthConfig, default_data_root
 from training.data import (CROP, IMAGE, SYNTH, BalancedSampler, Item, Record, TextFilterDataset, batches,
-                           load_records, text_free_crops)
+                           load_records, samples, text_free_crops, thread_map)
 from training.synthtext import TextRenderer, find_fonts
 
 NO_AUG = AugmentConfig(flip_p=0, rotate_p=0, zoom_p=0, jpeg_p=0)
@@ -264,3 +264,56 @@ def test_real_flip_mirrors_labels_and_augmented_shapes_are_pipeline_shapes():
         np.testing.assert_array_equal(flip[Item(IMAGE, i, 7)].labels, mirror(region_labels(r.boxes, w, h, r.ignore)))
         sample = full[Item(IMAGE, i, 100 + i)]
         assert min(sample.image.shape[:2]) == 256 and max(sample.image.shape[:2]) % 32 == 0
+
+
+# --- loaders ----------------------------------------------------------------------------------------
+
+def test_thread_loader_gives_the_same_samples_in_order_as_in_process(tmp_path):
+    sizes = [(320, 240), (240, 320), (400, 240), (300, 300)] * 3
+    records = []
+    for i, size in enumerate(sizes):
+        write_image(tmp_path / f"{i}.png", size, (10, 10, 90, 40))
+        records.append(Record(f"{i}.png", i % 2, [rect_box(10, 10, 90, 40)] if i % 2 else [], [], "s", "train"))
+    full_aug = AugmentConfig(flip_p=0.5, rotate_p=0.5, zoom_p=0.5, jpeg_p=0.5)
+    ds = make_dataset(tmp_path, records, augment=full_aug)
+    items = [Item(IMAGE, i, seed=100 + i) for i in range(len(records))]
+    expected = [ds[item] for item in items]
+    threaded = list(samples(ds, items, num_workers=3, loader="thread"))
+    assert [s.path for s in threaded] == [s.path for s in expected]
+    for a, b in zip(threaded, expected):
+        np.testing.assert_array_equal(a.image, b.image)  # each item's own seed: no dependence on scheduling
+        np.testing.assert_array_equal(a.labels, b.labels)
+    by_thread = [b.paths for b in batches(ds, items, 4, num_workers=3, loader="thread")]
+    assert by_thread == [b.paths for b in batches(ds, items, 4)]
+    with pytest.raises(ValueError, match="unknown loader"):
+        list(samples(ds, items, num_workers=2, loader="fibre"))
+
+
+def test_thread_map_keeps_order_and_a_bounded_window():
+    import threading
+    import time
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def slow(i):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.002 * (i % 3))
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    gen = thread_map(slow, range(40), workers=4, window=6)
+    assert list(gen) == [i * i for i in range(40)]
+    assert 1 <= peak[0] <= 4
+
+
+def test_batch_to_moves_every_tensor_and_is_a_no_op_on_the_same_device(tmp_path):
+    write_image(tmp_path / "0.png", (320, 240), (10, 10, 90, 40))
+    ds = make_dataset(tmp_path, [Record("0.png", 1, [rect_box(10, 10, 90, 40)], [], "s", "train")])
+    batch = next(iter(batches(ds, ds.items(), 1)))
+    assert batch.to("cpu") is batch
+    meta = batch.to("meta")
+    assert {meta.images.device.type, meta.labels.device.type, meta.image_labels.device.type} == {"meta"}
+    assert meta.paths == batch.paths and batch.images.device.type == "cpu"

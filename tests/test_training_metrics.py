@@ -95,3 +95,14 @@ def test_recall_by_bucket_counts_only_text_images():
     heights = np.array([4.0, 5.0, 20.0, np.nan, np.nan])
     out = metrics.recall_by_bucket(scores, labels, heights, 0.5, edges=(6, 16))
     assert out == {"< 6": {"n": 2, "recall": 0.5}, "6-16": {"n": 0, "recall": None}, ">= 16": {"n": 1, "recall": 1.0}}
+
+
+def test_worst_errors_orders_false_positives_and_negatives():
+    from training.plots import worst_errors
+
+    probs = np.array([[0.9, 0.1], [0.2, 0.3], [0.6, 0.0], [0.05, 0.1], [0.4, 0.45], [0.7, 0.2]])
+    pred = {"probs": probs, "image_labels": np.array([0, 0, 0, 1, 1, 1])}
+    fp, fn = worst_errors(pred, threshold=0.5, n=5)
+    assert fp.tolist() == [0, 2]  # non-text at or above 0.5, highest first
+    assert fn.tolist() == [3, 4]  # text below 0.5, lowest first
+    assert worst_errors(pred, threshold=0.5, n=1)[0].tolist() == [0]

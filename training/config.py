@@ -86,7 +86,10 @@ class TrainConfig:
     batch_size: int = 16
     seed: int = 0
     num_threads: int = 1
-    num_workers: int = 0  # DataLoader worker processes for decoding and augmentation
+    num_workers: int = 0  # workers that decode and augment (0 = in the training loop's thread)
+    loader: str = "process"  # kind of those workers: "process" (DataLoader) or "thread" (no pickling between processes)
+    time_budget: float = 0.0  # seconds; > 0: the lr schedule runs on elapsed time and training stops when it is spent
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", ... ("auto": cuda when available)
     channels_last: bool = True
     out_dir: str = "runs/student-hard"
     disc_lr_ratio: float = 2.0  # discriminator lr = this x the model's lr (adversarial terms)

@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -89,6 +91,14 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        """This batch with its tensors on ``device`` (the same object when already there)."""
+        if self.images.device == torch.device(device):
+            return self
+        return dataclasses.replace(self, images=self.images.to(device, non_blocking=True),
+                                   labels=self.labels.to(device, non_blocking=True),
+                                   image_labels=self.image_labels.to(device, non_blocking=True))
 
 
 def text_free_crops(width: int, height: int, boxes: Sequence, rng: np.random.Generator, min_side: float,
@@ -302,11 +312,37 @@ def _identity(x):
     return x
 
 
+def thread_map(fn: Callable, items: Iterable, workers: int, window: int) -> Iterator:
+    """``fn(item)`` for every item, in order, computed by ``workers`` threads with at most
+    ``window`` results ahead of the consumer. PIL's decoding, resampling and encoding
+    release the GIL, so threads scale without sending every sample between processes."""
+    with ThreadPoolExecutor(workers, thread_name_prefix="textfilter-data") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def samples(dataset: TextFilterDataset, items: Iterable[Item] | Sampler, num_workers: int = 0,
+            loader: str = "process") -> Iterable[Sample]:
+    """``dataset[item]`` for ``items`` in order: in this thread (``num_workers == 0``), in
+    DataLoader worker processes (``loader="process"``) or in a thread pool (``"thread"``)."""
+    if num_workers <= 0:
+        return (dataset[item] for item in items)
+    if loader == "thread":
+        return thread_map(dataset.__getitem__, items, num_workers, window=4 * num_workers)
+    if loader == "process":
+        return DataLoader(dataset, sampler=items, batch_size=None, collate_fn=_identity, num_workers=num_workers,
+                          persistent_workers=False)
+    raise ValueError(f"unknown loader {loader!r}: use 'process' or 'thread'")
+
+
 def batches(dataset: TextFilterDataset, items: Iterable[Item] | Sampler, batch_size: int,
-            num_workers: int = 0) -> Iterator[Batch]:
+            num_workers: int = 0, loader: str = "process") -> Iterator[Batch]:
     """Shape-grouped ``Batch``es of ``dataset[item]`` for ``items`` (a list or a sampler);
-    ``num_workers > 0`` decodes and augments in worker processes."""
-    loader = DataLoader(dataset, sampler=items, batch_size=None, collate_fn=_identity, num_workers=num_workers,
-                        persistent_workers=False)
-    for group in shape_batches(loader, batch_size):
+    ``num_workers > 0`` decodes and augments in worker processes or threads (``loader``)."""
+    for group in shape_batches(samples(dataset, items, num_workers, loader), batch_size):
         yield collate(group)

@@ -100,6 +100,25 @@ def _model_input(batch: Batch, channels_last: bool) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images.contiguous()
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (batches are moved there)."""
+    return next(model.parameters()).device
+
+
+def resolve_device(name: str) -> torch.device:
+    """``TrainConfig.device`` as a ``torch.device``; "auto" is cuda when available, else cpu.
+    On CUDA, float32 matrix products may use TF32 (cuDNN's convolutions already do). cuDNN's
+    per-shape benchmarking stays off: batches come in dozens of (size, height, width)
+    combinations, and timing kernels for each cost more than it saved."""
+    device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                          "cpu" if name == "auto" else name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device")
+        torch.set_float32_matmul_precision("high")
+    return device
+
+
 @dataclasses.dataclass
 class LoopState:
     """Progress through a run; stored in checkpoints so ``--resume`` continues exactly."""
@@ -109,6 +128,11 @@ class LoopState:
     samples: int = 0  # training samples seen
     lr_scale: float = 1.0  # "plateau" schedule: lr factor (divided by 10 on a plateau)
     best_loss: float | None = None  # "plateau" schedule: best epoch train loss so far
+    seconds: float = 0.0  # training time so far (what ``TrainConfig.time_budget`` counts)
+
+
+def budget_spent(state: LoopState, cfg: TrainConfig) -> bool:
+    return cfg.time_budget > 0 and state.seconds >= cfg.time_budget
 
 
 def train_epoch(model: nn.Module, batches: Iterable[Batch], objective: nn.Module, optimizer: torch.optim.Optimizer,
@@ -128,12 +152,19 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], objective: nn.Module
     adversaries = adversarial_terms(objective)
     if adversaries and disc_optimizer is None:
         raise ValueError("adversarial loss terms need a discriminator optimiser (build_discriminator_optimizer)")
+    device = model_device(model)
     sums: dict[str, float] = {}
     seen = 0
     bar = tqdm(total=epoch_size, desc=f"epoch {state.epoch + 1}", unit="img", file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+    start, before = time.perf_counter(), state.seconds
     for batch in batches:
-        lr = lr_at(state.step, state.samples / max(total_samples, 1), cfg, state.lr_scale)
+        state.seconds = before + time.perf_counter() - start
+        if budget_spent(state, cfg):
+            break
+        batch = batch.to(device)
+        progress = state.seconds / cfg.time_budget if cfg.time_budget > 0 else state.samples / max(total_samples, 1)
+        lr = lr_at(state.step, progress, cfg, state.lr_scale)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x = _model_input(batch, cfg.channels_last)
@@ -166,6 +197,7 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], objective: nn.Module
         bar.update(n)
         bar.set_postfix(loss=f"{sums['total'] / seen:.4f}", lr=f"{lr:.2e}", refresh=False)
     bar.close()
+    state.seconds = before + time.perf_counter() - start
     return {k: v / max(seen, 1) for k, v in sums.items()}
 
 
@@ -173,9 +205,11 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], objective: nn.Module
 def predict(model: nn.Module, batches: Iterable[Batch], channels_last: bool = True) -> dict:
     """Region probabilities of every image, with its labels, source and path."""
     model.eval()
+    device = model_device(model)
     out: dict[str, list] = {"probs": [], "labels": [], "image_labels": [], "sources": [], "paths": []}
     for batch in batches:
-        out["probs"].append(torch.sigmoid(model(_model_input(batch, channels_last)).logits).numpy())
+        x = _model_input(batch, channels_last).to(device)
+        out["probs"].append(torch.sigmoid(model(x).logits).float().cpu().numpy())
         out["labels"].append(batch.labels.numpy())
         out["image_labels"].append(batch.image_labels.numpy())
         out["sources"].extend(batch.sources)

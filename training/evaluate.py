@@ -8,8 +8,9 @@ operating threshold is the one with the highest precision whose recall is at lea
 ``--target_recall``; ``--write_threshold`` stores it, the target and the figures in the
 checkpoint's ``meta`` (where the pipeline reads it). Plots are saved as PNGs next to the
 checkpoint (or in ``--plots``): ``<name>_<split>_pr.png`` (PR curve, operating threshold
-marked), ``_scores.png`` (image-score distribution per class) and ``_per_source.png``
-(recall per text source, rejection per non-text source); the figures as JSON.
+marked), ``_scores.png`` (image-score distribution per class), ``_per_source.png``
+(recall per text source, rejection per non-text source) and ``_errors.png`` (the worst
+false positives and false negatives, their top region outlined); the figures as JSON.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from training.cli import add_config_args, config_from_args
 from training.config import DataConfig
 from training.data import TextFilterDataset, batches
 from training.engine import predict
+from training.plots import save_plots
 
 log = logging.getLogger(__name__)
 
@@ -115,91 +117,6 @@ def format_report(figures: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_pr(pred: dict, figures: dict, path: Path) -> Path:
-    """Precision-recall curve of the image score, the operating threshold marked (and the
-    0.5 point for comparison)."""
-    plt = _pyplot()
-    scores, labels = image_score(pred["probs"]), pred["image_labels"].astype(bool)
-    curve = metrics.pr_curve(scores, labels)
-    a, h = figures["at_threshold"], figures["at_0.5"]
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    ax.plot(curve["recall"], curve["precision"], lw=1.5, label=f"AP {figures['average_precision']:.3f}")
-    ax.plot([a["recall"]], [a["precision"]], "o", color="C3", ms=8,
-            label=f"threshold {a['threshold']:.3f}: P {a['precision']:.3f} R {a['recall']:.3f} F {a['f1']:.3f}")
-    ax.plot([h["recall"]], [h["precision"]], "s", color="C2", ms=6,
-            label=f"0.5: P {h['precision']:.3f} R {h['recall']:.3f}")
-    ax.axvline(figures["target_recall"], color="C3", ls=":", lw=1)
-    ax.set(xlabel="recall (text images)", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01),
-           title=f"PR curve, {figures['n']} images ({figures['n_text']} text)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path, plt)
-
-
-def plot_scores(pred: dict, figures: dict, path: Path) -> Path:
-    """Image-score distributions of text and non-text images, threshold marked."""
-    plt = _pyplot()
-    scores, labels = image_score(pred["probs"]), pred["image_labels"].astype(bool)
-    a = figures["at_threshold"]
-    bins = np.linspace(0, 1, 41)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    ax.hist(scores[labels], bins=bins, alpha=0.6, label=f"text ({int(labels.sum())})")
-    ax.hist(scores[~labels], bins=bins, alpha=0.6, label=f"non-text ({int((~labels).sum())})")
-    ax.axvline(a["threshold"], color="C3", ls="--", label=f"threshold {a['threshold']:.3f}")
-    ax.set(xlabel="image score (max region probability)", ylabel="images (log)", yscale="log",
-           title="score distribution per class")
-    ax.legend(fontsize=8)
-    return _save(fig, path, plt)
-
-
-def plot_per_source(figures: dict, path: Path) -> Path:
-    """Per source at the operating threshold: recall for text sources, rejection (share
-    predicted non-text) for non-text sources, with the image count of each."""
-    plt = _pyplot()
-    rows = sorted(figures["per_source"].items(), key=lambda kv: (kv[1]["label"], kv[0]))
-    fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(rows), 1) + 1.5))
-    names = [f"{k} (n={r['n']})" for k, r in rows]
-    rates = [r["rate"] for _, r in rows]
-    colours = ["C0" if r["label"] == 1 else "C1" for _, r in rows]
-    ax.barh(range(len(rows)), rates, color=colours)
-    for i, v in enumerate(rates):
-        ax.text(min(v + 0.01, 0.93), i, f"{v:.2f}", va="center", fontsize=8)
-    ax.set_yticks(range(len(rows)), names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set(xlim=(0, 1.0), xlabel="rate at the operating threshold",
-           title=f"per source at threshold {figures['at_threshold']['threshold']:.3f}: "
-                 "recall (text, blue) / rejection (non-text, orange)")
-    ax.title.set_fontsize(9)
-    ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path, plt)
-
-
-def _save(fig, path: Path, plt) -> Path:
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def save_plots(pred: dict, figures: dict, out_dir: Path, stem: str) -> list[Path]:
-    """All plots as PNGs in ``out_dir``: ``<stem>_pr.png``, ``<stem>_scores.png``,
-    ``<stem>_per_source.png``."""
-    out_dir = Path(out_dir)
-    return [plot_pr(pred, figures, out_dir / f"{stem}_pr.png"),
-            plot_scores(pred, figures, out_dir / f"{stem}_scores.png"),
-            plot_per_source(figures, out_dir / f"{stem}_per_source.png")]
-
-
 def write_threshold(checkpoint: str, figures: dict, split: str) -> None:
     """Store the operating threshold and the figures in the checkpoint's meta, keeping
     everything else the checkpoint holds (optimiser state of training checkpoints)."""
@@ -245,7 +162,7 @@ def main(argv=None) -> dict:
     out_dir = Path(args.plots) if args.plots else ckpt.parent
     stem = f"{ckpt.stem}_{args.split}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = save_plots(pred, figures, out_dir, stem)
+    written = save_plots(pred, figures, out_dir, stem, image_root=Path(args.root))
     (out_dir / f"{stem}_eval.json").write_text(json.dumps(figures, indent=2))
     print(f"wrote {', '.join(map(str, written))} and {out_dir / (stem + '_eval.json')}")
     if args.write_threshold:

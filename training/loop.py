@@ -24,8 +24,9 @@ import torch
 from model.registry import build_model, config_from_dict, load_checkpoint, read_checkpoint, save_checkpoint
 from training.config import DataConfig, TrainConfig
 from training.data import BalancedSampler, TextFilterDataset, batches
-from training.engine import (LoopState, Timer, build_discriminator_optimizer, build_optimizer, plateau_update, predict,
-                             resume, save_training_checkpoint, seed_everything, train_epoch)
+from training.engine import (LoopState, Timer, budget_spent, build_discriminator_optimizer, build_optimizer,
+                             plateau_update, predict, resolve_device, resume, save_training_checkpoint,
+                             seed_everything, train_epoch)
 from training.evaluate import evaluate_predictions
 from training.losses import build_objective
 
@@ -95,11 +96,16 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
         ckpt = read_checkpoint(init)
         model.load_state_dict(ckpt["state_dict"], strict=True)
         log.info("initialised from %s", init)
+    device = resolve_device(train_cfg.device)
+    model = model.to(device)
     if train_cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    objective = build_objective(train_cfg.losses, **_loss_kwargs(train_cfg.losses, model))
+    objective = build_objective(train_cfg.losses, **_loss_kwargs(train_cfg.losses, model)).to(device)
     if objective.needs_teacher and teacher is None:
         raise ValueError(f"losses {train_cfg.losses} need a teacher")
+    if teacher is not None:
+        teacher = teacher.to(device)
+    log.info("training on %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     optimizer = build_optimizer(model, train_cfg)
     disc_optimizer = build_discriminator_optimizer(objective, train_cfg)
     state, history = LoopState(), []
@@ -111,10 +117,11 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
     total = train_cfg.epochs * len(sampler)
     timer = Timer()
     meta = lambda: run_meta(stage, train_cfg, data_cfg, history, init=init, **(meta_extra or {}))  # noqa: E731
-    while state.epoch < train_cfg.epochs:
+    while state.epoch < train_cfg.epochs and not budget_spent(state, train_cfg):
         sampler.set_epoch(state.epoch)
         epoch_timer = Timer()
-        losses = train_epoch(model, batches(train_set, sampler, train_cfg.batch_size, train_cfg.num_workers),
+        losses = train_epoch(model, batches(train_set, sampler, train_cfg.batch_size, train_cfg.num_workers,
+                                            train_cfg.loader),
                              objective, optimizer, train_cfg, state, total, teacher, epoch_size=len(sampler),
                              disc_optimizer=disc_optimizer)
         state.epoch += 1
@@ -131,7 +138,9 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
                  " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
         save_training_checkpoint(str(out_dir / "last.pt"), model, optimizer, state, meta(),
                                  objective=objective, disc_optimizer=disc_optimizer)
-    log.info("trained %d epochs in %.1f s this session", train_cfg.epochs, timer())
+    if budget_spent(state, train_cfg):
+        log.info("time budget of %.0f s spent after %d epochs", train_cfg.time_budget, state.epoch)
+    log.info("trained %d epochs in %.1f s this session", state.epoch, timer())
     if out:
         save_checkpoint(out, model, meta())
         log.info("wrote %s", out)
@@ -146,7 +155,7 @@ def _loss_kwargs(specs: Sequence[str], model: torch.nn.Module) -> dict:
 
 def dev_summary(model: torch.nn.Module, dev_set: TextFilterDataset, cfg: TrainConfig) -> dict:
     """A few dev figures for the log: AP, P/R/F at 0.5 and at the recall-0.95 threshold."""
-    pred = predict(model, batches(dev_set, dev_set.items(), 32), cfg.channels_last)
+    pred = predict(model, batches(dev_set, dev_set.items(), 32, cfg.num_workers, cfg.loader), cfg.channels_last)
     fig = evaluate_predictions(pred, target_recall=0.95)
     a, h = fig["at_threshold"], fig["at_0.5"]
     return {"dev_ap": fig["average_precision"], "dev_region_ap": fig["region_average_precision"],

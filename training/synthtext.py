@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import string
-from functools import lru_cache
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -51,9 +51,18 @@ def find_fonts(dirs: Sequence[str], limit: int = 64) -> list[str]:
     return fonts
 
 
-@lru_cache(maxsize=512)
+_FONTS = threading.local()  # one cache per thread: a FreeType face is not safe to share between threads
+
+
 def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(path, size)
+    cache = getattr(_FONTS, "cache", None)
+    if cache is None:
+        cache = _FONTS.cache = {}
+    if (path, size) not in cache:
+        if len(cache) >= 512:
+            cache.clear()
+        cache[(path, size)] = ImageFont.truetype(path, size)
+    return cache[(path, size)]
 
 
 def random_string(rng: np.random.Generator) -> str:

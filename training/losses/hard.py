@@ -20,7 +20,7 @@ def masked_bce_with_logits(logits: torch.Tensor, labels: torch.Tensor, pos_weigh
     (0 when there are none, with a gradient path so ``backward`` still works)."""
     mask = labels != ignore_value
     targets = labels.clamp(min=0).to(logits.dtype)
-    weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=logits.dtype)
+    weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
     per_entry = F.binary_cross_entropy_with_logits(logits, targets, reduction="none", pos_weight=weight)
     return torch.where(mask, per_entry, torch.zeros_like(per_entry)).sum() / mask.sum().clamp(min=1)
 
