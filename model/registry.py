@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 CHECKPOINT_FORMAT = "textfilter-checkpoint/1"
+MODEL_KEYS = ("format", "model", "config", "state_dict", "meta")  # a model checkpoint; other keys are training state
 _BUILDERS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {}
 _MODEL_MODULES = ("model.student", "model.teacher")
 
@@ -97,6 +98,17 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
     tmp = f"{path}.tmp-{os.getpid()}"
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def weights_only_copy(source: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copy checkpoint ``source`` to ``dest`` without its training state (optimisers, loop
+    state, discriminator): a training ``last.pt`` becomes a small model checkpoint."""
+    state = read_checkpoint(source)
+    dest = os.fspath(dest)
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    tmp = f"{dest}.tmp-{os.getpid()}"
+    torch.save({k: state[k] for k in MODEL_KEYS if k in state}, tmp)
+    os.replace(tmp, dest)
 
 
 def read_checkpoint(source: str | os.PathLike | bytes) -> dict:

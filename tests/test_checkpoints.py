@@ -73,3 +73,24 @@ def test_not_a_checkpoint(tmp_path):
     torch.save({"state_dict": {}}, path)
     with pytest.raises(CheckpointError, match="not a textfilter checkpoint"):
         load_checkpoint(path)
+
+
+def test_weights_only_copy_drops_training_state(tmp_path):
+    from model.registry import read_checkpoint, weights_only_copy
+
+    torch.manual_seed(0)
+    model = build_model("student")
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(1, 3, 64, 64)).logits.sum().backward()
+    optimizer.step()
+    src = tmp_path / "last.pt"
+    save_checkpoint(src, model, {"stage": "hard"}, optimizer=optimizer.state_dict(), loop={"epoch": 3})
+    dest = tmp_path / "out" / "student.pt"
+    weights_only_copy(src, dest)
+    copied = read_checkpoint(dest)
+    assert set(copied) == {"format", "model", "config", "state_dict", "meta"}
+    assert dest.stat().st_size < src.stat().st_size
+    loaded, meta = load_checkpoint(dest, expect="student")
+    assert meta == {"stage": "hard"}
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)

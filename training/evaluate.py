@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from model.preprocessing import target_size
-from model.registry import load_checkpoint, read_checkpoint, save_checkpoint
+from model.registry import MODEL_KEYS, load_checkpoint, read_checkpoint, save_checkpoint
 from model.regions import image_score
 from training import metrics
 from training.cli import add_config_args, config_from_args
@@ -130,7 +130,7 @@ def write_threshold(checkpoint: str, figures: dict, split: str) -> None:
         | {"average_precision": figures["average_precision"], "n": figures["n"],
            "per_source": {s: round(r["rate"], 4) for s, r in figures["per_source"].items()}},
     })
-    extra = {k: v for k, v in state.items() if k not in ("format", "model", "config", "state_dict", "meta")}
+    extra = {k: v for k, v in state.items() if k not in MODEL_KEYS}
     save_checkpoint(checkpoint, model, meta, **extra)
 
 

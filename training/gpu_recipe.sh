@@ -41,13 +41,8 @@ mkdir -p "$OUT" "$RUNS/logs"
 export PYTHONUNBUFFERED=1
 left() { echo $((BUDGET - SECONDS)); }
 
-weights_only() {  # training checkpoint -> weights-only checkpoint (no optimiser state)
-  "$PY" - "$1" "$2" <<'EOF'
-import sys, torch
-from model.registry import read_checkpoint
-ckpt = read_checkpoint(sys.argv[1])
-torch.save({k: v for k, v in ckpt.items() if k in ("format", "model", "config", "state_dict", "meta")}, sys.argv[2])
-EOF
+weights_only() {  # training checkpoint -> model checkpoint (no optimiser state)
+  "$PY" -c 'import sys; from model.registry import weights_only_copy; weights_only_copy(*sys.argv[1:])' "$1" "$2"
 }
 
 collect() {  # $1 = final checkpoint, $2 = its last.pt, $3 = name under $OUT
