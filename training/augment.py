@@ -61,6 +61,24 @@ def transform_boxes(boxes: Sequence[Sequence[float]], matrix: np.ndarray) -> Box
     return out
 
 
+def flip_and_crop(img: Image.Image, matrix: np.ndarray, size: tuple[int, int]) -> Image.Image | None:
+    """``warp``'s result without resampling when ``matrix`` is an optional horizontal flip
+    followed by an integer shift whose window lies inside the image (flip and zoom without
+    rotation): a transpose and a crop, ~50x faster and pixel for pixel the same. None
+    for any other matrix."""
+    linear = matrix[:2, :2]
+    flipped = np.allclose(linear, [[-1.0, 0.0], [0.0, 1.0]])
+    if not (flipped or np.allclose(linear, np.eye(2))) or not np.allclose(matrix[2], [0.0, 0.0, 1.0]):
+        return None
+    if flipped:  # matrix = shift @ flip, and a flip is its own inverse
+        img, matrix = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), matrix @ hflip_matrix(img.width)
+    shift = -matrix[:2, 2]
+    x0, y0 = (int(round(v)) for v in shift)
+    if not np.allclose(shift, (x0, y0)) or x0 < 0 or y0 < 0 or x0 + size[0] > img.width or y0 + size[1] > img.height:
+        return None
+    return img.crop((x0, y0, x0 + size[0], y0 + size[1]))
+
+
 def warp(img: Image.Image, matrix: np.ndarray, size: tuple[int, int], fill) -> Image.Image:
     """Resample ``img`` so that source point p lands on ``matrix @ p`` in a ``size`` canvas."""
     inv = np.linalg.inv(matrix)
@@ -101,7 +119,9 @@ def augment_geometry(img: Image.Image, boxes: Sequence, ignore: Sequence, rng: n
     matrix, size = random_affine(img.width, img.height, rng, cfg)
     if np.allclose(matrix, np.eye(3)) and size == img.size:
         return img, [list(b) for b in boxes], [list(b) for b in ignore]
-    out = warp(img, matrix, size, mean_colour(img))
+    out = flip_and_crop(img, matrix, size)
+    if out is None:
+        out = warp(img, matrix, size, mean_colour(img))
     return out, transform_boxes(boxes, matrix), transform_boxes(ignore, matrix)
 
 
