@@ -68,15 +68,23 @@ def _intersect(p, q, axis: int, bound: float):
     return (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]))
 
 
+def _shoelace(pts: list) -> float:
+    """``polygon_area`` of a list of (x, y) tuples, in plain Python (faster for a few points)."""
+    n = len(pts)
+    if n < 3:
+        return 0.0
+    return 0.5 * abs(sum(pts[i][0] * pts[(i + 1) % n][1] - pts[(i + 1) % n][0] * pts[i][1] for i in range(n)))
+
+
 def clipped_area(polygon: np.ndarray, rect: Sequence[float]) -> float:
     """Area of the part of ``polygon`` ((N, 2) array) inside ``rect`` (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = rect
-    pts = [tuple(p) for p in np.asarray(polygon, dtype=np.float64)]
+    pts = [tuple(p) for p in np.asarray(polygon, dtype=np.float64).tolist()]
     pts = _clip_half_plane(pts, 0, x0, True)
     pts = _clip_half_plane(pts, 0, x1, False)
     pts = _clip_half_plane(pts, 1, y0, True)
     pts = _clip_half_plane(pts, 1, y1, False)
-    return polygon_area(np.asarray(pts)) if len(pts) >= 3 else 0.0
+    return _shoelace(pts)
 
 
 def as_polygons(boxes: Iterable[Sequence[float]]) -> list[np.ndarray]:
@@ -98,10 +106,15 @@ def covered_fractions(polygons: Sequence[np.ndarray], width: float, height: floa
     for poly in polygons:
         bx0, by0 = poly.min(axis=0)
         bx1, by1 = poly.max(axis=0)
-        for i, rect in enumerate(rects):
-            if bx1 <= rect[0] or bx0 >= rect[2] or by1 <= rect[1] or by0 >= rect[3]:
+        whole = None
+        for i, (rx0, ry0, rx1, ry1) in enumerate(rects.tolist()):
+            if bx1 <= rx0 or bx0 >= rx1 or by1 <= ry0 or by0 >= ry1:
                 continue
-            covered[i] += clipped_area(poly, rect)
+            if rx0 <= bx0 and bx1 <= rx1 and ry0 <= by0 and by1 <= ry1:  # wholly inside: nothing to clip
+                whole = polygon_area(poly) if whole is None else whole
+                covered[i] += whole
+            else:
+                covered[i] += clipped_area(poly, (rx0, ry0, rx1, ry1))
     return np.minimum(covered / np.maximum(areas, 1e-12), 1.0)
 
 
