@@ -34,12 +34,14 @@ def region_rects(width: float, height: float, grids: Sequence[int] = GRIDS) -> n
     return np.asarray(rects, dtype=np.float64)
 
 
-def polygon_area(points: np.ndarray) -> float:
-    """Area of a simple polygon given as an (N, 2) array (shoelace formula)."""
-    if len(points) < 3:
+def polygon_area(points) -> float:
+    """Area of a simple polygon given as an (N, 2) array or a list of (x, y) pairs
+    (shoelace formula, in plain Python: faster than numpy for the few points of a box)."""
+    pts = points.tolist() if isinstance(points, np.ndarray) else points
+    n = len(pts)
+    if n < 3:
         return 0.0
-    x, y = points[:, 0], points[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return 0.5 * abs(sum(pts[i][0] * pts[(i + 1) % n][1] - pts[(i + 1) % n][0] * pts[i][1] for i in range(n)))
 
 
 def _clip_half_plane(points: list, axis: int, bound: float, keep_greater: bool) -> list:
@@ -68,14 +70,6 @@ def _intersect(p, q, axis: int, bound: float):
     return (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]))
 
 
-def _shoelace(pts: list) -> float:
-    """``polygon_area`` of a list of (x, y) tuples, in plain Python (faster for a few points)."""
-    n = len(pts)
-    if n < 3:
-        return 0.0
-    return 0.5 * abs(sum(pts[i][0] * pts[(i + 1) % n][1] - pts[(i + 1) % n][0] * pts[i][1] for i in range(n)))
-
-
 def clipped_area(polygon: np.ndarray, rect: Sequence[float]) -> float:
     """Area of the part of ``polygon`` ((N, 2) array) inside ``rect`` (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = rect
@@ -84,7 +78,7 @@ def clipped_area(polygon: np.ndarray, rect: Sequence[float]) -> float:
     pts = _clip_half_plane(pts, 0, x1, False)
     pts = _clip_half_plane(pts, 1, y0, True)
     pts = _clip_half_plane(pts, 1, y1, False)
-    return _shoelace(pts)
+    return polygon_area(pts)
 
 
 def as_polygons(boxes: Iterable[Sequence[float]]) -> list[np.ndarray]:

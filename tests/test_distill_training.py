@@ -325,3 +325,25 @@ def test_gpu_recipe_script_runs_every_stage_on_cpu(tiny_root, tmp_path):
         model, meta = load_checkpoint(out / f"{row}.pt", expect="student")
         assert "optimizer" not in read_checkpoint(out / f"{row}.pt")
     assert (out / "logs.tar.gz").stat().st_size > 0
+
+
+def test_compact_data_skips_unreadable_images_loudly_and_never_overwrites(tiny_root, tmp_path, caplog):
+    import shutil
+
+    from training import compact_data
+    from training.data import load_records
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_root, root)
+    broken = load_records(root, split="train")[0].path
+    (root / broken).write_bytes(b"not an image at all")
+    out = tmp_path / "out"
+    assert compact_data.main(["--root", str(root), "--out", str(out), "--split", "train"]) == 1
+    kept = [r.path for r in load_records(out)]
+    assert len(kept) == 7 and str(Path(broken).with_suffix(".webp")) not in kept
+    assert any(broken in rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING")
+    with pytest.raises(SystemExit):  # a second call would drop the first call's labels
+        compact_data.main(["--root", str(root), "--out", str(out), "--split", "dev"])
+    assert len(load_records(out)) == 7
+    with pytest.raises(SystemExit):
+        compact_data.main(["--root", str(root), "--out", str(root)])

@@ -80,7 +80,14 @@ def flip_and_crop(img: Image.Image, matrix: np.ndarray, size: tuple[int, int]) -
 
 
 def warp(img: Image.Image, matrix: np.ndarray, size: tuple[int, int], fill) -> Image.Image:
-    """Resample ``img`` so that source point p lands on ``matrix @ p`` in a ``size`` canvas."""
+    """Resample ``img`` so that source point p lands on ``matrix @ p`` in a ``size`` canvas
+    (a flip and / or an integer shift inside the image is a transpose and a crop instead)."""
+    fast = flip_and_crop(img, matrix, size)
+    return fast if fast is not None else resample_affine(img, matrix, size, fill)
+
+
+def resample_affine(img: Image.Image, matrix: np.ndarray, size: tuple[int, int], fill) -> Image.Image:
+    """``warp`` by bilinear resampling, whatever the matrix."""
     inv = np.linalg.inv(matrix)
     coeffs = tuple(inv[0]) + tuple(inv[1])
     return img.transform(size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR,
@@ -119,9 +126,7 @@ def augment_geometry(img: Image.Image, boxes: Sequence, ignore: Sequence, rng: n
     matrix, size = random_affine(img.width, img.height, rng, cfg)
     if np.allclose(matrix, np.eye(3)) and size == img.size:
         return img, [list(b) for b in boxes], [list(b) for b in ignore]
-    out = flip_and_crop(img, matrix, size)
-    if out is None:
-        out = warp(img, matrix, size, mean_colour(img))
+    out = warp(img, matrix, size, mean_colour(img))
     return out, transform_boxes(boxes, matrix), transform_boxes(ignore, matrix)
 
 

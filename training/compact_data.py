@@ -14,6 +14,7 @@ training split of ``../shared/data`` (95 MB of JPEG) fits as 256-px WebP (48 MB)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -22,6 +23,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from training.config import default_data_root
+from training.data import load_records
 
 log = logging.getLogger("training.compact_data")
 
@@ -48,7 +50,7 @@ def compact_image(src: Path, dst: Path, short_edge: int, fmt: str, quality: int)
         return img.width / w, img.height / h
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=default_data_root(), help="data root with labels.jsonl")
     parser.add_argument("--out", required=True, help="new data root")
@@ -56,27 +58,40 @@ def main(argv=None) -> None:
     parser.add_argument("--short_edge", type=int, default=256)
     parser.add_argument("--format", choices=sorted(FORMATS), default="webp")
     parser.add_argument("--quality", type=int, default=85)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing labels.jsonl under --out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     root, out = Path(args.root), Path(args.out)
-    records = [json.loads(line) for line in (root / "labels.jsonl").read_text(encoding="utf-8").splitlines()
-               if line.strip()]
-    records = [r for r in records if r.get("split") in args.split]
+    if out.resolve() == root.resolve():
+        parser.error("--out must be a new folder, not the data root itself")
+    if (out / "labels.jsonl").exists() and not args.overwrite:
+        parser.error(f"{out / 'labels.jsonl'} exists: copy every split in one call (--split train dev), "
+                     "or pass --overwrite")
+    records = [r for r in load_records(root, split=None) if r.split in args.split]
     suffix = FORMATS[args.format][1]
-    written, total = [], 0
+    written, skipped, total = [], [], 0
     for r in tqdm(records, desc="compact", unit="img"):
-        rel = str(Path(r["path"]).with_suffix(suffix))
-        sx, sy = compact_image(root / r["path"], out / rel, args.short_edge, args.format, args.quality)
+        rel = str(Path(r.path).with_suffix(suffix))
+        try:
+            sx, sy = compact_image(root / r.path, out / rel, args.short_edge, args.format, args.quality)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:  # unreadable, truncated, not an image
+            log.warning("skipped %s: %s: %s", r.path, type(e).__name__, e)
+            skipped.append(r.path)
+            continue
         total += (out / rel).stat().st_size
-        written.append({**r, "path": rel, "boxes": scale_boxes(r.get("boxes") or [], sx, sy),
-                        "ignore": scale_boxes(r.get("ignore") or [], sx, sy)})
+        written.append(dataclasses.replace(r, path=rel, boxes=scale_boxes(r.boxes, sx, sy),
+                                           ignore=scale_boxes(r.ignore, sx, sy)))
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "labels.jsonl", "w", encoding="utf-8") as f:
         for r in written:
-            f.write(json.dumps(r) + "\n")
+            f.write(json.dumps(dataclasses.asdict(r)) + "\n")
     log.info("wrote %d images (%.1f MB) and labels.jsonl under %s", len(written), total / 1e6, out)
+    if skipped:
+        log.warning("%d of %d images could not be read and are not in the copy: %s", len(skipped), len(records),
+                    ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
+    return len(skipped)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(1 if main() else 0)

@@ -140,7 +140,7 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
                                  objective=objective, disc_optimizer=disc_optimizer)
     if budget_spent(state, train_cfg):
         log.info("time budget of %.0f s spent after %d epochs", train_cfg.time_budget, state.epoch)
-    log.info("trained %d epochs in %.1f s this session", state.epoch, timer())
+    log.info("at epoch %d of %d after %.1f s this session", state.epoch, train_cfg.epochs, timer())
     if out:
         save_checkpoint(out, model, meta())
         log.info("wrote %s", out)
