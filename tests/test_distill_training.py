@@ -230,6 +230,7 @@ def test_evaluate_writes_all_plots(tiny_root, tmp_path, student_checkpoint):
         png = tmp_path / f"{stem}_{suffix}.png"
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / f"{stem}_eval.json").read_text())["n"] == figures["n"] == 4
+    assert figures["at_best_f"]["f1"] >= max(figures["at_threshold"]["f1"], figures["at_0.5"]["f1"])
 
 
 def test_ablation_trains_missing_rows_and_writes_table(tiny_teacher, tiny_root, tmp_path):
@@ -241,11 +242,14 @@ def test_ablation_trains_missing_rows_and_writes_table(tiny_teacher, tiny_root, 
     lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "not run yet" in lines["hard"] and "not run yet" in lines["soft_adv"]
     assert "| 2 |" in lines["soft"] and "| 2 |" in lines["full"]  # same budget, AB epochs counted
+    assert f"| {tiny_teacher} | 2 |" in lines["soft"] and f"| {tiny_teacher} | 2 |" in lines["full"]  # via init
+    assert table.startswith(f"Teacher for rows trained now: `{tiny_teacher}`, ")
     assert load_checkpoint(tmp_path / "full.pt")[1]["init"] == str(tmp_path / "full_ab.pt")
     # a second call reuses the checkpoints and plugs in one trained elsewhere
     again = ablation.main(["--teacher", tiny_teacher, "--root", tiny_root, "--no_train", "--out_dir", str(tmp_path),
                            "--existing", f"hard={tmp_path / 'soft.pt'}"])
-    assert "not run yet" not in [l for l in again.splitlines() if l.startswith("| hard")][0]
+    hard = [line for line in again.splitlines() if line.startswith("| hard")][0]
+    assert "not run yet" not in hard and f"| {tiny_teacher} |" in hard
 
 
 def test_plateau_schedule_divides_lr_by_ten_when_loss_stops_improving():

@@ -35,6 +35,16 @@ def test_threshold_for_recall_picks_best_precision_and_a_margin():
     assert 0.2 < t_all < 0.4 and metrics.prf_at(scores, labels, t_all)["recall"] == 1.0
 
 
+def test_threshold_for_best_f_maximises_f1_with_a_margin():
+    scores = np.array([0.95, 0.9, 0.85, 0.6, 0.5, 0.4, 0.2, 0.1])
+    labels = np.array([1, 1, 0, 1, 0, 1, 0, 0])
+    t = metrics.threshold_for_best_f(scores, labels)  # F: 0.67 at 0.9, 0.75 at 0.6, 0.8 at 0.4
+    assert 0.2 < t < 0.4
+    assert metrics.prf_at(scores, labels, t)["f1"] == pytest.approx(0.8)
+    perfect = metrics.threshold_for_best_f(np.array([0.9, 0.7, 0.3, 0.1]), np.array([1, 1, 0, 0]))
+    assert 0.3 < perfect < 0.7
+
+
 def test_average_precision_of_a_perfect_ranking_is_one():
     assert metrics.average_precision(np.array([0.9, 0.8, 0.2]), np.array([1, 1, 0])) == pytest.approx(1.0)
     assert metrics.region_average_precision(np.array([[0.9, 0.1, 0.5]]), np.array([[1, 0, -1]])) == pytest.approx(1.0)

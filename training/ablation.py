@@ -60,6 +60,23 @@ def train_row(row: str, out_dir: Path, teacher: str, epochs: int, ab_epochs: int
     return out
 
 
+def teacher_of(checkpoint: Path) -> str:
+    """The teacher a row was distilled from (its path as recorded in the checkpoint), or "-"."""
+    _, meta = load_checkpoint(checkpoint)
+    init = meta.get("init")
+    teacher = meta.get("teacher") or (teacher_of(Path(init)) if init and Path(init).is_file() else None)
+    return teacher or "-"
+
+
+def describe_teacher(teacher: str) -> str:
+    """One line on the teacher checkpoint: path, epochs trained, width."""
+    if not Path(teacher).is_file():
+        return f"Teacher `{teacher}`: not found."
+    model, meta = load_checkpoint(teacher)
+    width = getattr(model.config, "width", "?")
+    return f"Teacher for rows trained now: `{teacher}`, {len(meta.get('history') or [])} epochs, width {width}."
+
+
 def row_budget(checkpoint: Path) -> tuple[int, float, str]:
     """(epochs, training seconds, optimiser summary) from a checkpoint's meta, AB stage
     included for the full row (``meta["init"]``)."""
@@ -86,17 +103,18 @@ def evaluate_row(checkpoint: Path, data_cfg: DataConfig, target_recall: float) -
     return figures
 
 
-def markdown_table(results: dict, target_recall: float) -> str:
-    lines = [f"| row | method | epochs | train time | optimiser | dev AP | P | R | F | non-text rejection "
+def markdown_table(results: dict, target_recall: float, teacher_line: str = "") -> str:
+    lines = [*([teacher_line, ""] if teacher_line else []),
+             f"| row | method | teacher | epochs | train time | optimiser | dev AP | P | R | F | non-text rejection "
              f"| paper F (TextDis) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, method in ROWS.items():
         r = results.get(row)
         if r is None:
-            lines.append(f"| {row} | {method} | not run yet | | | | | | | | {PAPER_F[row]} |")
+            lines.append(f"| {row} | {method} | | not run yet | | | | | | | | {PAPER_F[row]} |")
             continue
         a = r["figures"]["at_threshold"]
-        lines.append(f"| {row} | {method} | {r['epochs']} | {r['seconds'] / 60:.1f} min | {r['optimiser']} "
+        lines.append(f"| {row} | {method} | {r['teacher']} | {r['epochs']} | {r['seconds'] / 60:.1f} min | {r['optimiser']} "
                      f"| {r['figures']['average_precision']:.3f} | {a['precision']:.3f} | {a['recall']:.3f} "
                      f"| {a['f1']:.3f} | {a['rejection']:.3f} | {PAPER_F[row]} |")
     lines.append("")
@@ -137,10 +155,10 @@ def main(argv=None) -> str:
         if not ckpt.is_file():
             continue
         epochs, seconds, optimiser = row_budget(ckpt)
-        results[row] = {"checkpoint": str(ckpt), "epochs": epochs, "seconds": seconds, "optimiser": optimiser,
+        results[row] = {"checkpoint": str(ckpt), "teacher": teacher_of(ckpt), "epochs": epochs, "seconds": seconds, "optimiser": optimiser,
                         "figures": evaluate_row(ckpt, data_cfg, args.target_recall)}
         log.info("%s: %s", row, results[row]["figures"]["at_threshold"])
-    table = markdown_table(results, args.target_recall)
+    table = markdown_table(results, args.target_recall, describe_teacher(args.teacher))
     (out_dir / "ablation.md").write_text(table)
     print(table)
     return table

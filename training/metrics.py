@@ -60,6 +60,19 @@ def threshold_for_recall(scores: np.ndarray, labels: np.ndarray, target_recall: 
     return float((t + lower) / 2)
 
 
+def threshold_for_best_f(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold with the highest F1 (ties: the higher recall), placed halfway to the
+    next lower score like ``threshold_for_recall``. Chosen on the scores it is reported
+    on, so the F there is an optimistic upper bound, not an operating point."""
+    curve = pr_curve(scores, labels)
+    p, r = curve["precision"], curve["recall"]
+    f = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+    best = np.lexsort((-r, -f))[0]
+    t = curve["thresholds"][best]
+    lower = curve["thresholds"][best + 1] if best + 1 < len(curve["thresholds"]) else 0.0
+    return float((t + lower) / 2)
+
+
 def per_source(scores: np.ndarray, labels: np.ndarray, sources: Sequence[str], threshold: float) -> dict:
     """Per source: image count, label, and the rate that matters for it: recall for text
     sources, rejection rate (share predicted non-text) for non-text sources."""
