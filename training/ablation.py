@@ -32,6 +32,7 @@ from model.registry import load_checkpoint
 from training import distill
 from training.cli import add_config_args, config_from_args
 from training.config import DataConfig
+from training.curves import run_history
 from training.evaluate import evaluate_model, evaluate_predictions
 
 log = logging.getLogger("training.ablation")
@@ -81,15 +82,10 @@ def row_budget(checkpoint: Path) -> tuple[int, float, str]:
     """(epochs, training seconds, optimiser summary) from a checkpoint's meta, AB stage
     included for the full row (``meta["init"]``)."""
     _, meta = load_checkpoint(checkpoint)
-    history = meta.get("history") or []
-    epochs, seconds = len(history), sum(float(h.get("seconds", 0)) for h in history)
+    history = run_history(checkpoint)
     cfg = meta.get("train_config") or {}
     summary = f"{cfg.get('optimizer', '?')} lr {cfg.get('lr', '?')} b{cfg.get('batch_size', '?')}"
-    init = meta.get("init")
-    if init and Path(init).is_file():
-        e, s, _ = row_budget(Path(init))
-        epochs, seconds = epochs + e, seconds + s
-    return epochs, seconds, summary
+    return len(history), sum(float(h.get("seconds", 0)) for h in history), summary
 
 
 def evaluate_row(checkpoint: Path, data_cfg: DataConfig, target_recall: float) -> dict:

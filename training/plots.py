@@ -4,6 +4,7 @@
 distribution per class), ``plot_per_source`` (recall / rejection per source) and
 ``plot_errors`` (contact sheet of the worst false positives and false negatives, each
 with its score, source and highest-scoring region outlined). ``save_plots`` writes all.
+``plot_curves`` draws training curves of several runs (``python -m training.curves``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from PIL import Image, ImageOps
 
 from model.regions import image_score, region_rects
 from training import metrics
+
+CURVE_PANELS = (("loss_total", "train loss (each stage's own objective, log)"), ("dev_ap", "dev AP"), ("dev_f@r95", "dev F at recall 0.95"),
+                ("dev_reject@r95", "dev non-text rejection at recall 0.95"))
 
 
 def _pyplot():
@@ -130,6 +134,26 @@ def plot_errors(pred: dict, figures: dict, image_root: Path, path: Path, n: int 
                         rotation=90, va="center", ha="right", fontsize=8)
     fig.suptitle(f"worst errors at threshold {threshold:.3f} (score, source; red: top region)", fontsize=9)
     return _save(fig, path, plt)
+
+
+def plot_curves(histories: dict[str, list[dict]], path: Path) -> Path:
+    """Training curves of several runs (``training.curves.run_history`` of each): one panel
+    per ``CURVE_PANELS`` entry, one line per run, points only where a figure was logged."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4.2 * len(CURVE_PANELS), 3.4))
+    for ax, (key, title) in zip(axes, CURVE_PANELS):
+        for label, history in histories.items():
+            points = [(h["epoch"], h[key]) for h in history if isinstance(h.get(key), (int, float))]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o" if key != "loss_total" else None, markersize=3, label=label)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        if key == "loss_total":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, Path(path), plt)
 
 
 def save_plots(pred: dict, figures: dict, out_dir: Path, stem: str, image_root: Path | None = None) -> list[Path]:

@@ -1,0 +1,51 @@
+"""Training curves of finished runs, from the history their checkpoints carry.
+
+    python -m training.curves runs/student72/student.pt distilled=runs/distill3/kd.pt \
+        --out docs/model/curves.png
+
+Each argument is a checkpoint, optionally ``label=path``. A run started from another
+checkpoint (``--init``, e.g. the AB-pretrained student) is drawn with that run's epochs
+first, so every curve's x axis is student epochs in all. Panels: train loss, and the dev
+figures logged every ``--eval_every`` epochs (AP, F and non-text rejection at the
+recall-0.95 threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from model.registry import load_checkpoint
+from training.plots import plot_curves
+
+def run_history(checkpoint: str | Path) -> list[dict]:
+    """The checkpoint's per-epoch history, preceded by that of its ``init`` checkpoint
+    (recursively, when it is still there), with ``epoch`` renumbered across the chain
+    and ``stage`` added to every entry."""
+    _, meta = load_checkpoint(checkpoint)
+    init = meta.get("init")
+    earlier = run_history(init) if init and Path(init).is_file() else []
+    own = [{**entry, "epoch": len(earlier) + i + 1, "stage": meta.get("stage", "?")}
+           for i, entry in enumerate(meta.get("history") or [])]
+    return earlier + own
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", metavar="[LABEL=]CHECKPOINT")
+    parser.add_argument("--out", default="runs/curves.png")
+    args = parser.parse_args(argv)
+    histories = {}
+    for spec in args.checkpoints:
+        label, _, path = spec.rpartition("=")
+        label = label or Path(path).parent.name or Path(path).stem
+        if not Path(path).is_file():
+            parser.error(f"no checkpoint at {path}")
+        histories[label] = run_history(path)
+    out = plot_curves(histories, Path(args.out))
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
