@@ -32,7 +32,7 @@ from model.registry import load_checkpoint
 from training import distill
 from training.cli import add_config_args, config_from_args
 from training.config import DataConfig
-from training.curves import run_history
+from training.curves import chain_history, run_chain
 from training.evaluate import evaluate_model, evaluate_predictions
 
 log = logging.getLogger("training.ablation")
@@ -62,11 +62,9 @@ def train_row(row: str, out_dir: Path, teacher: str, epochs: int, ab_epochs: int
 
 
 def teacher_of(checkpoint: Path) -> str:
-    """The teacher a row was distilled from (its path as recorded in the checkpoint), or "-"."""
-    _, meta = load_checkpoint(checkpoint)
-    init = meta.get("init")
-    teacher = meta.get("teacher") or (teacher_of(Path(init)) if init and Path(init).is_file() else None)
-    return teacher or "-"
+    """The teacher a row was distilled from (its path as recorded in the checkpoint or in
+    the one it started from), or "-"."""
+    return next((meta["teacher"] for meta in reversed(run_chain(checkpoint)) if meta.get("teacher")), "-")
 
 
 def describe_teacher(teacher: str) -> str:
@@ -81,10 +79,10 @@ def describe_teacher(teacher: str) -> str:
 def row_budget(checkpoint: Path) -> tuple[int, float, str]:
     """(epochs, training seconds, optimiser summary) from a checkpoint's meta, AB stage
     included for the full row (``meta["init"]``)."""
-    _, meta = load_checkpoint(checkpoint)
-    history = run_history(checkpoint)
-    cfg = meta.get("train_config") or {}
+    chain = run_chain(checkpoint)
+    cfg = chain[-1].get("train_config") or {}
     summary = f"{cfg.get('optimizer', '?')} lr {cfg.get('lr', '?')} b{cfg.get('batch_size', '?')}"
+    history = chain_history(chain)
     return len(history), sum(float(h.get("seconds", 0)) for h in history), summary
 
 
@@ -110,8 +108,8 @@ def markdown_table(results: dict, target_recall: float, teacher_line: str = "") 
             lines.append(f"| {row} | {method} | | not run yet | | | | | | | | {PAPER_F[row]} |")
             continue
         a = r["figures"]["at_threshold"]
-        lines.append(f"| {row} | {method} | {r['teacher']} | {r['epochs']} | {r['seconds'] / 60:.1f} min | {r['optimiser']} "
-                     f"| {r['figures']['average_precision']:.3f} | {a['precision']:.3f} | {a['recall']:.3f} "
+        lines.append(f"| {row} | {method} | {r['teacher']} | {r['epochs']} | {r['seconds'] / 60:.1f} min "
+                     f"| {r['optimiser']} | {r['figures']['average_precision']:.3f} | {a['precision']:.3f} | {a['recall']:.3f} "
                      f"| {a['f1']:.3f} | {a['rejection']:.3f} | {PAPER_F[row]} |")
     lines.append("")
     lines.append(f"P / R / F / rejection at the dev threshold chosen for recall >= {target_recall}; "
@@ -151,8 +149,8 @@ def main(argv=None) -> str:
         if not ckpt.is_file():
             continue
         epochs, seconds, optimiser = row_budget(ckpt)
-        results[row] = {"checkpoint": str(ckpt), "teacher": teacher_of(ckpt), "epochs": epochs, "seconds": seconds, "optimiser": optimiser,
-                        "figures": evaluate_row(ckpt, data_cfg, args.target_recall)}
+        results[row] = {"checkpoint": str(ckpt), "teacher": teacher_of(ckpt), "epochs": epochs, "seconds": seconds,
+                        "optimiser": optimiser, "figures": evaluate_row(ckpt, data_cfg, args.target_recall)}
         log.info("%s: %s", row, results[row]["figures"]["at_threshold"])
     table = markdown_table(results, args.target_recall, describe_teacher(args.teacher))
     (out_dir / "ablation.md").write_text(table)

@@ -15,19 +15,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from model.registry import load_checkpoint
+from model.registry import read_checkpoint
 from training.plots import plot_curves
 
-def run_history(checkpoint: str | Path) -> list[dict]:
-    """The checkpoint's per-epoch history, preceded by that of its ``init`` checkpoint
-    (recursively, when it is still there), with ``epoch`` renumbered across the chain
-    and ``stage`` added to every entry."""
-    _, meta = load_checkpoint(checkpoint)
+
+def run_chain(checkpoint: str | Path) -> list[dict]:
+    """The ``meta`` of the checkpoint and of its ``init`` checkpoints (recursively, while
+    they are still there), the first run first. Reads only the checkpoint dicts."""
+    meta = dict(read_checkpoint(checkpoint).get("meta") or {})
     init = meta.get("init")
-    earlier = run_history(init) if init and Path(init).is_file() else []
-    own = [{**entry, "epoch": len(earlier) + i + 1, "stage": meta.get("stage", "?")}
-           for i, entry in enumerate(meta.get("history") or [])]
-    return earlier + own
+    return (run_chain(init) if init and Path(init).is_file() else []) + [meta]
+
+
+def run_history(checkpoint: str | Path) -> list[dict]:
+    """The per-epoch history of the whole ``run_chain``, with ``epoch`` renumbered across
+    the chain and ``stage`` added to every entry."""
+    return chain_history(run_chain(checkpoint))
+
+
+def chain_history(chain: list[dict]) -> list[dict]:
+    """``run_history`` of a ``run_chain`` already read."""
+    entries = [(meta.get("stage", "?"), entry) for meta in chain for entry in meta.get("history") or []]
+    return [{**entry, "epoch": i + 1, "stage": stage} for i, (stage, entry) in enumerate(entries)]
 
 
 def main(argv=None) -> Path:

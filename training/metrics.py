@@ -54,10 +54,7 @@ def threshold_for_recall(scores: np.ndarray, labels: np.ndarray, target_recall: 
     ok = np.flatnonzero(curve["recall"] >= target_recall - 1e-12)
     if not len(ok):
         return float(curve["thresholds"][-1])
-    best = ok[np.lexsort((-curve["recall"][ok], -curve["precision"][ok]))[0]]
-    t = curve["thresholds"][best]
-    lower = curve["thresholds"][best + 1] if best + 1 < len(curve["thresholds"]) else 0.0
-    return float((t + lower) / 2)
+    return _with_margin(curve["thresholds"], ok[np.lexsort((-curve["recall"][ok], -curve["precision"][ok]))[0]])
 
 
 def threshold_for_best_f(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -67,10 +64,14 @@ def threshold_for_best_f(scores: np.ndarray, labels: np.ndarray) -> float:
     curve = pr_curve(scores, labels)
     p, r = curve["precision"], curve["recall"]
     f = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
-    best = np.lexsort((-r, -f))[0]
-    t = curve["thresholds"][best]
-    lower = curve["thresholds"][best + 1] if best + 1 < len(curve["thresholds"]) else 0.0
-    return float((t + lower) / 2)
+    return _with_margin(curve["thresholds"], np.lexsort((-r, -f))[0])
+
+
+def _with_margin(thresholds: np.ndarray, best: int) -> float:
+    """``thresholds[best]`` (descending distinct scores) moved halfway to the next lower
+    score: the same decisions on these scores, with a margin for unseen ones."""
+    lower = thresholds[best + 1] if best + 1 < len(thresholds) else 0.0
+    return float((thresholds[best] + lower) / 2)
 
 
 def per_source(scores: np.ndarray, labels: np.ndarray, sources: Sequence[str], threshold: float) -> dict:

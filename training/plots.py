@@ -17,8 +17,8 @@ from PIL import Image, ImageOps
 from model.regions import image_score, region_rects
 from training import metrics
 
-CURVE_PANELS = (("loss_total", "train loss (each stage's own objective, log)"), ("dev_ap", "dev AP"), ("dev_f@r95", "dev F at recall 0.95"),
-                ("dev_reject@r95", "dev non-text rejection at recall 0.95"))
+CURVE_PANELS = (("loss_total", "train loss (each stage's own objective, log)"), ("dev_ap", "dev AP"),
+                ("dev_f@r95", "dev F at recall 0.95"), ("dev_reject@r95", "dev non-text rejection at recall 0.95"))
 
 
 def _pyplot():
