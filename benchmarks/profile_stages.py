@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     from pipeline.run import run
 
     work = tempfile.mkdtemp(prefix="textfilter-profile-")
-    uris = make_large_jpegs(os.path.join(work, "images"), args.images)
+    make_large_jpegs(os.path.join(work, "images"), args.images)
     model_path = args.model_path or default_model_path()
     if args.model_format == "onnx" and not model_path.endswith(".onnx"):
         from model.export import export

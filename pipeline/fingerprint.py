@@ -14,7 +14,7 @@ from typing import Mapping, Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.items import InputItem, as_item
+from pipeline.items import as_item
 from pipeline.record_steps import NAMESPACE
 from pipeline.uris import filesystem
 

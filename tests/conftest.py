@@ -10,6 +10,7 @@ import torch
 
 from tests.faulty_fs import PROTOCOL as FAULTY_PROTOCOL, FaultyFileSystem
 from tests.images import image_bytes
+from tests.training_helpers import make_tiny_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
@@ -26,6 +27,12 @@ def student_checkpoint(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("weights") / "student.pt"
     save_checkpoint(path, build_model("student"), {"threshold": 0.5})
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> str:
+    """A tiny generated training set (``tests.training_helpers.make_tiny_dataset``)."""
+    return make_tiny_dataset(tmp_path_factory.mktemp("tinydata"))
 
 
 @pytest.fixture

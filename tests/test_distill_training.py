@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from model.registry import build_model, load_checkpoint, read_checkpoint, save_checkpoint
 from training.config import AugmentConfig, DataConfig, SynthConfig, TrainConfig
@@ -17,32 +17,7 @@ from training.data import BalancedSampler, TextFilterDataset, batches
 from training.engine import LoopState, build_discriminator_optimizer, build_optimizer, train_epoch
 from training.loop import parse_model_config
 from training.losses import build_objective
-
-TINY = ["--epoch_size", "8", "--batch_size", "4", "--num_threads", "1", "--no-synth.enabled", "--crop_share", "0",
-        "--augment.rotate_p", "0", "--augment.jpeg_p", "0", "--augment.zoom_p", "0", "--warmup_steps", "1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> str:
-    """8 train and 4 dev images (half with a white "text" block), small so each step is fast."""
-    root = tmp_path_factory.mktemp("tinydata")
-    lines = []
-    for split, n in (("train", 8), ("dev", 4)):
-        for i in range(n):
-            text = i % 2 == 0
-            img = Image.new("RGB", (96, 64), (20 + 10 * i, 40, 60))
-            boxes = []
-            if text:
-                ImageDraw.Draw(img).rectangle([10, 10, 60, 30], fill=(255, 255, 255))
-                boxes = [[10, 10, 61, 10, 61, 31, 10, 31]]
-            rel = f"images/{split}_{i}.png"
-            (root / "images").mkdir(exist_ok=True)
-            img.save(root / rel)
-            lines.append(json.dumps({"path": rel, "label": int(text), "boxes": boxes, "ignore": [],
-                                     "source": "synthetic-blocks" if text else "plain", "split": split}))
-    (root / "labels.jsonl").write_text("\n".join(lines) + "\n")
-    return str(root)
-
+from tests.training_helpers import TINY
 
 def tiny_batches(root: str, n: int = 8, batch_size: int = 4):
     cfg = DataConfig(root=root, synth=SynthConfig(enabled=False), crop_share=0.0, epoch_size=n,

@@ -196,7 +196,7 @@ def test_pipeline_onnx_gives_the_routes_and_scores_of_torch(student_checkpoint, 
     from pipeline.run import run
     from tests.pipeline_helpers import read_outputs
 
-    out_torch, out_onnx = str(tmp_path / "torch"), str(tmp_path / "onnx")
+    out_torch = str(tmp_path / "torch")
     run([*RUNNER, "--output", out_torch, "--model_path", student_checkpoint])
     torch_scores = {r["uri"]: r["score"] for route in ("text", "non_text") for r in read_outputs(out_torch)[route]}
     # A threshold in the middle of the widest gap between scores, so that both routes are used

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 import pipeline.ocr

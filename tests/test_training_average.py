@@ -7,6 +7,7 @@ import torch
 
 from model import build_model, load_checkpoint, save_checkpoint
 from model.registry import CheckpointError
+from tests.training_helpers import TINY
 from training import average
 
 
@@ -76,3 +77,19 @@ def test_refuses_different_configs_and_bad_weights(tmp_path):
         average.main([str(a), str(c), "--out", str(tmp_path / "x.pt")])
     with pytest.raises(SystemExit):
         average.main([str(a), str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")])
+
+
+def test_keep_every_leaves_snapshots_to_average(tiny_root, tmp_path):
+    from training import train_student
+
+    run = tmp_path / "run"
+    train_student.main(["--root", tiny_root, *TINY, "--epochs", "4", "--keep_every", "2", "--eval_every", "0",
+                        "--out_dir", str(run), "--out", str(tmp_path / "student.pt")])
+    snapshots = sorted(p.name for p in run.glob("epoch-*.pt"))
+    assert snapshots == ["epoch-002.pt", "epoch-004.pt"]
+    last, _ = load_checkpoint(run / "epoch-004.pt", expect="student")
+    final, _ = load_checkpoint(tmp_path / "student.pt")
+    for key, value in final.state_dict().items():
+        assert torch.equal(last.state_dict()[key], value), key
+    model, meta = average.average_checkpoints([run / "epoch-002.pt", run / "epoch-004.pt"])
+    assert len(meta["history"]) == 4 and len(meta["averaged_from"]) == 2

@@ -99,8 +99,8 @@ def evaluate_row(checkpoint: Path, data_cfg: DataConfig, target_recall: float) -
 
 def markdown_table(results: dict, target_recall: float, teacher_line: str = "") -> str:
     lines = [*([teacher_line, ""] if teacher_line else []),
-             f"| row | method | teacher | epochs | train time | optimiser | dev AP | P | R | F | non-text rejection "
-             f"| paper F (TextDis) |",
+             "| row | method | teacher | epochs | train time | optimiser | dev AP | P | R | F | non-text rejection "
+             "| paper F (TextDis) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, method in ROWS.items():
         r = results.get(row)

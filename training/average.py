@@ -8,6 +8,8 @@ sit in one basin of the loss, and their mean usually scores better than either, 
 stochastic weight averaging (Izmailov et al., 2018). Every floating-point tensor of the
 state dict is averaged (``--weights`` for a weighted mean), BatchNorm running statistics
 included; integer buffers (``num_batches_tracked``) are taken from the last checkpoint.
+``--keep_every N`` on any training run keeps weights-only snapshots
+``<out_dir>/epoch-NNN.pt`` every N epochs to average afterwards.
 The result is a model checkpoint with the last one's ``meta`` plus ``averaged_from``
 (the sources and weights); a decision threshold is not carried over (it belonged to
 another model): run ``python -m training.evaluate --write_threshold`` on the result.
@@ -20,7 +22,6 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from torch import nn
 
 from model.registry import CheckpointError, load_checkpoint, model_name_of, save_checkpoint

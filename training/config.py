@@ -94,3 +94,4 @@ class TrainConfig:
     out_dir: str = "runs/student-hard"
     disc_lr_ratio: float = 2.0  # discriminator lr = this x the model's lr (adversarial terms)
     eval_every: int = 1  # epochs between dev evaluations (0 = never during training)
+    keep_every: int = 0  # epochs between weights-only snapshots <out_dir>/epoch-NNN.pt, for training.average (0 = none)

@@ -37,7 +37,6 @@ included); the final student (weights only, ~0.35 MB) goes to ``--out``
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from typing import NamedTuple
 

@@ -138,6 +138,8 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
                  " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
         save_training_checkpoint(str(out_dir / "last.pt"), model, optimizer, state, meta(),
                                  objective=objective, disc_optimizer=disc_optimizer)
+        if train_cfg.keep_every and state.epoch % train_cfg.keep_every == 0:
+            save_checkpoint(str(out_dir / f"epoch-{state.epoch:03d}.pt"), model, meta())
     if budget_spent(state, train_cfg):
         log.info("time budget of %.0f s spent after %d epochs", train_cfg.time_budget, state.epoch)
     log.info("at epoch %d of %d after %.1f s this session", state.epoch, train_cfg.epochs, timer())

@@ -24,7 +24,7 @@ import os
 
 from training.cli import add_config_args, config_from_args
 from training.config import DataConfig, TrainConfig
-from training.loop import dev_summary, run_meta, train  # noqa: F401  (train is this module's API)
+from training.loop import train
 
 log = logging.getLogger("training.train_student")
 
