@@ -228,6 +228,58 @@ def test_synthetic_text_gives_positive_regions_where_drawn():
         assert (fractions[labels == 1] > 0).mean() >= 0.8
 
 
+def _page_renderer(**overrides) -> TextRenderer:
+    fonts = find_fonts(SynthConfig().font_dirs, limit=4)
+    if not fonts:
+        pytest.skip("no TrueType fonts installed")
+    return TextRenderer(fonts, SynthConfig(page_share=1.0, **overrides))
+
+
+def test_pages_are_lines_of_small_text_with_a_box_each():
+    renderer = _page_renderer(page_line_range=(0.02, 0.04))
+    background = Image.new("RGB", (320, 240), (128, 128, 128))
+    pages = 0
+    for seed in range(6):
+        img, boxes = renderer.render(background, np.random.default_rng(seed))
+        assert img.size == background.size and np.asarray(background).std() == 0
+        assert len(boxes) > renderer.cfg.max_strings  # a page, not a few strings
+        quads = np.reshape(boxes, (len(boxes), 4, 2))
+        assert (quads >= -1).all() and (quads[..., 0] <= 321).all() and (quads[..., 1] <= 241).all()
+        heights = quads[:, 2, 1] - quads[:, 0, 1]
+        # body lines at the configured height (ink boxes are a little smaller than the font size)
+        assert 0.3 * 0.02 * 240 <= np.median(heights) <= 0.04 * 240
+        arr = np.asarray(img, dtype=int)
+        # The panel colour is the most common one besides the photo's grey; ink differs from both.
+        colours, counts = np.unique(arr.reshape(-1, 3), axis=0, return_counts=True)
+        counts[np.abs(colours - 128).sum(axis=1) < 30] = 0
+        panel = colours[counts.argmax()]
+        ys, xs = np.nonzero((arr == panel).all(axis=2))
+        interior = np.zeros(arr.shape[:2], bool)  # the panel less its blurred edge
+        interior[ys.min() + 2:ys.max() - 1, xs.min() + 2:xs.max() - 1] = True
+        ink = interior & (np.abs(arr - panel).sum(axis=2) >= 30)
+        inside = Image.new("L", img.size, 0)
+        for q in quads:
+            ImageDraw.Draw(inside).polygon([tuple(p) for p in q], fill=255, outline=255)
+        inside = np.asarray(inside) > 0
+        for shift in (1, 2):  # the 4x downscale spreads glyph edges by a pixel or two
+            inside = inside | np.roll(inside, shift, 0) | np.roll(inside, -shift, 0) \
+                | np.roll(inside, shift, 1) | np.roll(inside, -shift, 1)
+        assert ink.any() and (ink & ~inside).sum() <= 0.02 * ink.sum(), seed
+        labels = region_labels(boxes, img.width, img.height)
+        pages += (labels == 1).mean() >= 0.3
+    assert pages >= 4  # most pages fill most regions with text
+
+
+def test_pages_are_reproducible_from_the_seed():
+    renderer = _page_renderer()
+    background = Image.new("RGB", (300, 200), (40, 90, 30))
+    a, boxes_a = renderer.render(background, np.random.default_rng(7))
+    b, boxes_b = renderer.render(background, np.random.default_rng(7))
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and boxes_a == boxes_b
+    c, _ = renderer.render(background, np.random.default_rng(8))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
 def test_synthetic_text_is_skipped_without_fonts(tmp_path, caplog):
     assert TextRenderer.from_config(SynthConfig(font_dirs=(str(tmp_path),))) is None
     assert "no .ttf" in caplog.text

@@ -50,6 +50,11 @@ class SynthConfig:
     max_strings: int = 4
     size_range: tuple[float, float] = (0.05, 0.2)  # font size as a fraction of the short edge
     max_angle: float = 30.0
+    # Document-like draws (pages, screenshots, slides): lines of small text in columns on a plain
+    # background or a panel over the photo, rendered at 4x and scaled down like a scan or a
+    # screen capture; line height as a fraction of the short edge (at 256 px: 3-13 px).
+    page_share: float = 0.0  # share of the synthetic draws that are pages (0 = none)
+    page_line_range: tuple[float, float] = (0.012, 0.05)
 
 
 @dataclass

@@ -4,6 +4,9 @@ Each string is drawn with a TrueType font found on the system onto a transparent
 rotated with ``training.augment``'s affine map (so the box corners follow the same matrix
 as the pixels), and composited onto the photo. The recorded box of a string is its tight
 ink box (``font.getbbox``), like a word-level scene-text annotation.
+
+A share ``page_share`` of the draws are pages instead (``render_page``): dense lines of
+small text, the text of documents, screenshots and slides that scene-text photos lack.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from training.augment import Boxes, rotation_matrix, transform_points, warp
 from training.config import SynthConfig
 
 log = logging.getLogger(__name__)
+
+PAGE_SUPERSAMPLE = 4  # pages are drawn this many times larger, then scaled down
 
 WORDS = (
     "OPEN SALE EXIT STOP HOTEL CAFE BAR PIZZA BANK TAXI POLICE PHARMACY MARKET PARKING NO ENTRY "
@@ -76,6 +81,17 @@ def random_string(rng: np.random.Generator) -> str:
     return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), size=rng.integers(3, 10)))
 
 
+def random_word(rng: np.random.Generator) -> str:
+    """A word for body text: a sign word or a pseudo-word of lower-case letters, sometimes a number."""
+    kind = rng.random()
+    if kind < 0.3:
+        return WORDS[int(rng.integers(len(WORDS)))]
+    if kind < 0.4:
+        return str(rng.integers(0, 10 ** int(rng.integers(1, 5))))
+    letters = string.ascii_lowercase
+    return "".join(letters[i] for i in rng.integers(0, len(letters), size=rng.integers(1, 10)))
+
+
 def _luminance(rgb) -> float:
     r, g, b = rgb[:3]
     return 0.299 * r + 0.587 * g + 0.114 * b
@@ -113,7 +129,10 @@ class TextRenderer:
         return cls(fonts, cfg)
 
     def render(self, img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, Boxes]:
-        """A copy of ``img`` with 1..max_strings strings drawn on it, and their boxes."""
+        """A copy of ``img`` with 1..max_strings strings drawn on it, and their boxes (or, with
+        probability ``page_share``, a page of text: ``render_page``)."""
+        if self.cfg.page_share > 0 and rng.random() < self.cfg.page_share:
+            return self.render_page(img, rng)
         img = img.convert("RGB")  # a copy: cached images stay untouched
         boxes: Boxes = []
         for _ in range(int(rng.integers(self.cfg.min_strings, self.cfg.max_strings + 1))):
@@ -121,6 +140,71 @@ class TextRenderer:
             if box is not None:
                 boxes.append(box)
         return img, boxes
+
+    def render_page(self, img: Image.Image, rng: np.random.Generator,
+                    supersample: int = PAGE_SUPERSAMPLE) -> tuple[Image.Image, Boxes]:
+        """A page of text the size of ``img``, and one box per line: a plain background (paper, a
+        light or dark screen) or, half the time, a panel over part of the photo (a slide, an
+        infographic). One or two columns of paragraphs, sometimes a larger heading; line height
+        ``page_line_range`` of the short edge. Drawn ``supersample`` times larger and scaled
+        down, so small text is blurred the way a scan or a screenshot shrinks it."""
+        w, h = img.size
+        big = img.convert("RGB").resize((w * supersample, h * supersample), Image.Resampling.BILINEAR)
+        if rng.random() < 0.5:
+            panel = (0, 0, big.width, big.height)
+        else:
+            pw, ph = (int(big.width * rng.uniform(0.5, 0.95)), int(big.height * rng.uniform(0.5, 0.95)))
+            x, y = int(rng.integers(0, big.width - pw + 1)), int(rng.integers(0, big.height - ph + 1))
+            panel = (x, y, x + pw, y + ph)
+        dark = rng.random() < 0.25
+        shade = rng.integers(0, 50, size=3) if dark else rng.integers(215, 256, size=3)
+        background = tuple(int(v) for v in shade)
+        ImageDraw.Draw(big).rectangle(panel, fill=background)
+        colour = contrasting_colour(np.asarray(background, dtype=np.uint8).reshape(1, 1, 3), rng)
+        draw = ImageDraw.Draw(big)
+        line = max(6, int(min(big.size) * rng.uniform(*self.cfg.page_line_range)))
+        font_path = self.fonts[int(rng.integers(len(self.fonts)))]
+        boxes: Boxes = []
+        x0, y0, x1, y1 = panel
+        margin = int(rng.uniform(0.03, 0.1) * (x1 - x0))
+        columns = 2 if (x1 - x0) > 40 * line and rng.random() < 0.4 else 1
+        gap = 2 * line
+        col_w = (x1 - x0 - 2 * margin - (columns - 1) * gap) // columns
+        for c in range(columns):
+            left, y = x0 + margin + c * (col_w + gap), y0 + margin
+            if c == 0 and rng.random() < 0.5:  # a heading
+                size = int(line * rng.uniform(1.6, 2.5))
+                y = self._page_line(draw, boxes, _font(font_path, size), colour, left, y, col_w, rng, full=False)
+                y += line
+            font = _font(font_path, line)
+            while y + 1.3 * line < y1 - margin:
+                for _ in range(int(rng.integers(2, 8))):  # a paragraph
+                    if y + 1.3 * line >= y1 - margin:
+                        break
+                    y = self._page_line(draw, boxes, font, colour, left, y, col_w, rng, full=True)
+                y += int(line * rng.uniform(0.5, 2.0))
+        scale = 1.0 / supersample
+        small = big.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return small, [(np.asarray(b) * scale).tolist() for b in boxes]
+
+    def _page_line(self, draw: ImageDraw.ImageDraw, boxes: Boxes, font, colour, left: int, top: int, width: int,
+                   rng, full: bool) -> int:
+        """One line of words at (left, top), as wide as ``width`` allows (a last line of a
+        paragraph or a heading: shorter); its ink box goes to ``boxes``. Returns the next top."""
+        target = width * (rng.uniform(0.85, 1.0) if full and rng.random() < 0.8 else rng.uniform(0.2, 0.7))
+        text = ""
+        while True:
+            word = random_word(rng)
+            candidate = f"{text} {word}" if text else word
+            if font.getlength(candidate) > target:
+                break
+            text = candidate
+        step = int(font.size * rng.uniform(1.25, 1.6))
+        if text:
+            draw.text((left, top), text, font=font, fill=colour)
+            l, t, r, b = draw.textbbox((left, top), text, font=font)
+            boxes.append([l, t, r, t, r, b, l, b])
+        return top + step
 
     def _text_layer(self, text: str, size: int, colour, rng) -> tuple[Image.Image, np.ndarray]:
         """A transparent layer with ``text`` and the 4 corners of its ink box."""
