@@ -109,3 +109,24 @@ def test_synthetic_checks_score_every_kind(student_checkpoint, tmp_path):
     a = synthetic_checks.build_kinds(1, 3, fonts, [])
     b = synthetic_checks.build_kinds(1, 3, fonts, [])
     assert all(np.array_equal(a[k][0], b[k][0]) for k in a)
+
+
+def test_score_rules_reward_agreement_of_both_grids():
+    from benchmarks.score_rules import RULES, rule_figures
+
+    rng = np.random.default_rng(0)
+    n = 200
+    labels = np.arange(n) % 2
+    probs = rng.uniform(0.0, 0.2, (n, 34))
+    # text: both grids see it; non-text: a single 5x5 cell spikes (texture), the 3x3 grid stays low
+    probs[labels == 1, 3] = rng.uniform(0.5, 1.0, n // 2)
+    probs[labels == 1, 30] = rng.uniform(0.5, 1.0, n // 2)
+    probs[labels == 0, 7] = rng.uniform(0.5, 1.0, n // 2)
+    figures = rule_figures(probs, labels)
+    assert set(figures) == set(RULES)
+    assert figures["max (paper, shipped)"]["ap"] < 0.8
+    assert figures["sqrt(max 5x5 * max 3x3)"]["ap"] == pytest.approx(1.0)
+    assert figures["min(max 5x5, max 3x3)"]["r0.95"]["rejection"] == pytest.approx(1.0)
+    # max is the pipeline's image score
+    from model.regions import image_score
+    np.testing.assert_array_equal(RULES["max (paper, shipped)"](probs), image_score(probs))
