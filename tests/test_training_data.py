@@ -15,8 +15,9 @@ from model.preprocessing import decode_image, resize_image
 from model.regions import GRIDS, region_labels, region_rects
 from training.augment import augment_geometry, rotation_matrix, transform_points
 from training.config import AugmentConfig, DataConfig, SynthConfig, default_data_root
-from training.data import (CROP, IMAGE, SYNTH, BalancedSampler, Item, Record, TextFilterDataset, batches,
+from training.data import (CROP, IMAGE, PATTERN, SYNTH, BalancedSampler, Item, Record, TextFilterDataset, batches,
                            load_records, samples, text_free_crops, thread_map)
+from training.patterns import PATTERNS, render_pattern
 from training.synthtext import TextRenderer, find_fonts
 
 NO_AUG = AugmentConfig(flip_p=0, rotate_p=0, zoom_p=0, jpeg_p=0)
@@ -180,6 +181,37 @@ def test_balanced_sampler_mixes_in_crops_and_synthetic(tmp_path):
     kinds = Counter(it.kind for it in BalancedSampler(ds, cfg, seed=1))
     assert abs(kinds[CROP] / 5000 - 0.5 * 0.4) < 0.03
     assert abs(kinds[SYNTH] / 5000 - 0.5 * 0.2) < 0.03
+    assert kinds[PATTERN] == 0
+    cfg = dataclasses.replace(cfg, pattern_share=0.25)
+    items = list(BalancedSampler(ds, cfg, seed=1))
+    kinds = Counter(it.kind for it in items)
+    assert abs(kinds[CROP] / 5000 - 0.5 * 0.4) < 0.03 and abs(kinds[PATTERN] / 5000 - 0.5 * 0.25) < 0.03
+    assert abs(kinds[IMAGE] / 5000 - (0.5 * 0.8 + 0.5 * 0.35)) < 0.03
+    assert {ds.records[it.index].label for it in items if it.kind == PATTERN} == {0}  # over non-text photos
+    with pytest.raises(ValueError, match="add up to more than 1"):
+        BalancedSampler(ds, dataclasses.replace(cfg, pattern_share=0.7), seed=1)
+
+
+def test_patterns_are_text_free_negatives_over_the_photo(tmp_path):
+    write_image(tmp_path / "n.png", (320, 240), None)
+    records = [Record("t.png", 1, [], [], "text", "train"), Record("n.png", 0, [], [], "photo", "train")]
+    write_image(tmp_path / "t.png", (320, 240), (10, 10, 60, 40))
+    ds = make_dataset(tmp_path, records)
+    photo = np.asarray(Image.open(tmp_path / "n.png").convert("RGB"))
+    changed = 0
+    for seed in range(6):
+        sample = ds[Item(PATTERN, 1, seed=seed + 1)]
+        assert sample.kind == PATTERN and sample.label == 0 and (sample.labels == 0).all()
+        assert sample.source == "pattern:photo"
+        img = render_pattern(Image.fromarray(photo), np.random.default_rng(seed))
+        assert img.size == (320, 240)
+        changed += np.abs(np.asarray(img, dtype=int) - photo).sum(axis=2).mean() > 5
+        again = render_pattern(Image.fromarray(photo), np.random.default_rng(seed))
+        assert np.array_equal(np.asarray(img), np.asarray(again))
+    assert changed == 6
+    for make in PATTERNS:  # every kind fills its canvas with values in range
+        arr = make(50, 30, np.random.default_rng(0))
+        assert arr.shape == (30, 50, 3) and 0 <= arr.min() and arr.max() <= 255 and arr.std() > 1
 
 
 def test_batches_share_one_shape(tmp_path):

@@ -65,6 +65,7 @@ class DataConfig:
     eval_split: str = "dev"
     negative_share: float = 0.5  # share of non-text draws per epoch (0.5 = balanced)
     crop_share: float = 0.3  # share of the non-text draws that are text-free crops of text images
+    pattern_share: float = 0.0  # share of the non-text draws that are textures over a non-text photo (training.patterns)
     crop_min_side: float = 0.4  # smallest crop side, fraction of the image's short edge
     crop_min_area: float = 0.15  # smallest crop area, fraction of the image's area
     crop_exclude_suffix: str = "-pseudo"  # sources whose boxes miss text: no crops from them

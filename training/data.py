@@ -3,9 +3,10 @@
 - ``load_records`` reads ``labels.jsonl`` (paths relative to the data root).
 - ``TextFilterDataset`` turns an ``Item`` (what to draw, and the seed of its randomness)
   into a ``Sample``: the image as the pipeline would see it (``model.preprocessing``) and
-  its 34 region labels (``model.regions.region_labels``). Three kinds of item:
+  its 34 region labels (``model.regions.region_labels``). Four kinds of item:
   ``image`` (a stored image, augmented in training), ``crop`` (a text-free crop of a text
-  image: an extra negative) and ``synth`` (synthetic text on a non-text photo).
+  image: an extra negative), ``synth`` (synthetic text on a non-text photo) and
+  ``pattern`` (a texture over a non-text photo, ``training.patterns``: an extra negative).
 - ``BalancedSampler`` draws non-text items about as often as text ones.
 - ``shape_batches`` groups samples of the same shape (the resize rounds the long edge to a
   multiple of 32, so shapes repeat) and ``collate`` stacks them into a ``Batch``.
@@ -31,11 +32,12 @@ from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_ima
 from model.regions import as_polygons, region_labels
 from training.augment import augment_geometry, to_model_input
 from training.config import DataConfig
+from training.patterns import render_pattern
 from training.synthtext import TextRenderer
 
 log = logging.getLogger(__name__)
 
-IMAGE, CROP, SYNTH = "image", "crop", "synth"
+IMAGE, CROP, SYNTH, PATTERN = "image", "crop", "synth", "pattern"
 EXIF_ORIENTATION = 0x0112
 
 
@@ -74,7 +76,7 @@ class Item(NamedTuple):
 class Sample:
     image: np.ndarray  # uint8 (H, W, 3), as model.preprocessing produces it
     labels: np.ndarray  # int64 (34,): 1 text, 0 background, -1 ignore
-    label: int  # image label: the record's for IMAGE items, 0 for crops, 1 for synthetic text
+    label: int  # image label: the record's for IMAGE items, 0 for crops and patterns, 1 for synthetic text
     source: str
     path: str
     kind: str
@@ -222,6 +224,8 @@ class TextFilterDataset(Dataset):
                 raise ValueError("synthetic text requested but no renderer (no fonts, or disabled)")
             img, boxes = self.renderer.render(img, rng)
             return img, boxes, [], int(bool(boxes)), f"synth:{record.source}"
+        if kind == PATTERN:
+            return render_pattern(img, rng), [], [], 0, f"pattern:{record.source}"
         raise ValueError(f"unknown item kind {kind!r}")
 
 
@@ -230,22 +234,30 @@ class BalancedSampler(Sampler):
 
     Text draws are stored text images, plus (share ``synth.share``) synthetic text on
     non-text photos; non-text draws are stored non-text images, plus (share
-    ``crop_share``) text-free crops of text images. Each pool is walked in a fresh random
+    ``crop_share``) text-free crops of text images and (share ``pattern_share``) textures
+    laid over non-text photos (``training.patterns``). Each pool is walked in a fresh random
     order and reshuffled when used up, so every image is seen before any is repeated.
     ``set_epoch`` makes each epoch's draws (and the items' seeds) reproducible."""
 
     def __init__(self, dataset: TextFilterDataset, cfg: DataConfig, seed: int = 0):
         labels = np.array([r.label for r in dataset.records])
         text, non_text = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-        self.pools = {
-            "text": [(IMAGE, text)],
-            "non_text": [(IMAGE, non_text)],
-        }
+        # (kind, record indices, share of the class's draws); the stored images take the rest.
+        extra = {"text": [], "non_text": []}
         if dataset.renderer is not None and cfg.synth.share > 0 and len(non_text):
-            self.pools["text"].append((SYNTH, non_text))
+            extra["text"].append((SYNTH, non_text, cfg.synth.share))
         if dataset.crops and cfg.crop_share > 0:
-            self.pools["non_text"].append((CROP, np.array(sorted(dataset.crops))))
-        self.shares = {"text": [1 - cfg.synth.share, cfg.synth.share], "non_text": [1 - cfg.crop_share, cfg.crop_share]}
+            extra["non_text"].append((CROP, np.array(sorted(dataset.crops)), cfg.crop_share))
+        if cfg.pattern_share > 0 and len(non_text):
+            extra["non_text"].append((PATTERN, non_text, cfg.pattern_share))
+        own = {"text": text, "non_text": non_text}
+        self.pools, self.shares = {}, {}
+        for cls, pools in extra.items():
+            rest = 1.0 - sum(share for _, _, share in pools)
+            if rest < 0:
+                raise ValueError(f"the {cls} shares {[share for _, _, share in pools]} add up to more than 1")
+            self.pools[cls] = [(IMAGE, own[cls])] + [(kind, pool) for kind, pool, _ in pools]
+            self.shares[cls] = [rest] + [share for _, _, share in pools]
         self.negative_share = cfg.negative_share
         self.length = cfg.epoch_size or len(dataset)
         self.seed = seed
@@ -273,7 +285,7 @@ class BalancedSampler(Sampler):
         for _ in range(self.length):
             cls = "non_text" if rng.random() < self.negative_share else "text"
             pools = self.pools[cls]
-            shares = np.asarray(self.shares[cls][: len(pools)], dtype=np.float64)
+            shares = np.asarray(self.shares[cls], dtype=np.float64)
             j = int(rng.choice(len(pools), p=shares / shares.sum()))
             kind, pool = pools[j]
             yield Item(kind, next_index(kind, pool, (cls, j)), int(rng.integers(0, 2**31 - 1)))
