@@ -417,3 +417,13 @@ def test_flip_and_zoom_without_rotation_skip_resampling_with_identical_pixels():
     assert flip_and_crop(img, rotation, size) is None  # rotations resample
     assert flip_and_crop(img, translation(-0.5, 0), (100, 100)) is None  # sub-pixel shift
     assert flip_and_crop(img, translation(-100, 0), (100, 100)) is None  # window leaves the image
+
+
+def test_pages_and_patterns_on_a_large_photo_keep_its_size():
+    big = Image.new("RGB", (2600, 1800), (90, 120, 150))
+    img = render_pattern(big, np.random.default_rng(3))
+    assert img.size == big.size and np.asarray(img).std() > 1
+    renderer = _page_renderer()
+    page, boxes = renderer.render(big, np.random.default_rng(4))
+    assert page.size == big.size and boxes
+    assert max(np.reshape(boxes, (-1, 2))[:, 0]) <= 2601

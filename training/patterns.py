@@ -56,6 +56,7 @@ def dots(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
 
 
 PATTERNS = (noise, grating, dots)
+MAX_SIDE = 1024  # patterns are drawn at most this large (memory), then scaled up
 
 
 def render_pattern(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -69,7 +70,13 @@ def render_pattern(img: Image.Image, rng: np.random.Generator) -> Image.Image:
         pw, ph = int(w * rng.uniform(0.33, 1.0)), int(h * rng.uniform(0.33, 1.0))
         x0, y0 = int(rng.integers(0, w - pw + 1)), int(rng.integers(0, h - ph + 1))
         x1, y1 = x0 + pw, y0 + ph
-    pattern = PATTERNS[int(rng.integers(len(PATTERNS)))](x1 - x0, y1 - y0, rng)
+    pw, ph = x1 - x0, y1 - y0
+    scale = min(1.0, MAX_SIDE / max(pw, ph))  # a large photo: draw smaller, then scale up
+    make = PATTERNS[int(rng.integers(len(PATTERNS)))]
+    pattern = make(max(1, round(pw * scale)), max(1, round(ph * scale)), rng)
+    if scale < 1.0:
+        pattern = np.asarray(Image.fromarray(np.clip(pattern, 0, 255).astype(np.uint8)).resize(
+            (pw, ph), Image.Resampling.BILINEAR), dtype=np.float64)
     alpha = float(rng.uniform(0.4, 1.0))
     out = base.copy()
     out[y0:y1, x0:x1] = alpha * pattern + (1 - alpha) * base[y0:y1, x0:x1]

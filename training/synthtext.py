@@ -25,7 +25,8 @@ from training.config import SynthConfig
 
 log = logging.getLogger(__name__)
 
-PAGE_SUPERSAMPLE = 4  # pages are drawn this many times larger, then scaled down
+PAGE_SUPERSAMPLE = 4  # pages are drawn this many times larger, then scaled down ...
+PAGE_MAX_SIDE = 2048  # ... but never on a canvas longer than this
 
 WORDS = (
     "OPEN SALE EXIT STOP HOTEL CAFE BAR PIZZA BANK TAXI POLICE PHARMACY MARKET PARKING NO ENTRY "
@@ -149,6 +150,7 @@ class TextRenderer:
         ``page_line_range`` of the short edge. Drawn ``supersample`` times larger and scaled
         down, so small text is blurred the way a scan or a screenshot shrinks it."""
         w, h = img.size
+        supersample = max(1, min(supersample, PAGE_MAX_SIDE // max(w, h)))  # large photos: less (or no) upscaling
         big = img.convert("RGB").resize((w * supersample, h * supersample), Image.Resampling.BILINEAR)
         if rng.random() < 0.5:
             panel = (0, 0, big.width, big.height)
