@@ -56,18 +56,34 @@ def screenshot(chromium: str, page: Path, size: str, dest: Path, timeout: float 
     return dest if dest.exists() and dest.stat().st_size else None
 
 
-def score_arrays(model_path: str, arrays: list[np.ndarray]) -> tuple[np.ndarray, float]:
-    """(image scores of model-input arrays, the checkpoint's threshold), as the pipeline
-    computes them."""
-    handler = StudentModelHandler(model_path)
-    model = handler.load_model()
-    scores = [float(image_score(handler.predict(model, [a]))[0]) for a in arrays]
-    return np.asarray(scores), stored_threshold(model_path)
+class Scorer:
+    """A student checkpoint loaded once, scoring model-input arrays as the pipeline does
+    (``threshold``: the one stored with it)."""
+
+    def __init__(self, model_path: str):
+        self.handler = StudentModelHandler(model_path)
+        self.model = self.handler.load_model()
+        self.threshold = stored_threshold(model_path)
+
+    def scores(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return np.asarray([float(image_score(self.handler.predict(self.model, [a]))[0]) for a in arrays])
 
 
-def score_files(model_path: str, files: list[Path]) -> tuple[np.ndarray, float]:
-    """``score_arrays`` of image files, decoded as the pipeline decodes them."""
-    return score_arrays(model_path, [decode_image(f.read_bytes()) for f in files])
+def summarise(scorers: dict[str, Scorer], groups: dict[str, list[np.ndarray]], label: str,
+              rate: str = "text_rate") -> dict:
+    """Print, per group of arrays and scorer, the share called text (median score); return
+    ``{(group, scorer name): {"n", rate, "median"}}``."""
+    print(f"  {label:<42}" + "".join(f"{name:>30}" for name in scorers))
+    results = {}
+    for group, arrays in groups.items():
+        row = ""
+        for name, scorer in scorers.items():
+            scores = scorer.scores(arrays)
+            results[(group, name)] = {"n": len(arrays), rate: float((scores >= scorer.threshold).mean()),
+                                      "median": float(np.median(scores))}
+            row += f"{results[(group, name)][rate]:>21.2f} ({np.median(scores):.3f})"
+        print(f"  {f'{group} (n={len(arrays)})':<42}{row}")
+    return results
 
 
 def main(argv=None) -> dict:
@@ -93,20 +109,11 @@ def main(argv=None) -> dict:
                 print(f"warning: no screenshot of {page} at {size}", file=sys.stderr)
             else:
                 shots.setdefault(size, []).append(shot)
-    results = {}
-    names = [os.path.relpath(m) for m in args.model_path]
+    scorers = {os.path.relpath(m): Scorer(m) for m in args.model_path}
     print(f"{len(pages)} pages under {' '.join(args.html_dir)}; share of screenshots called text "
           f"(median score):")
-    print(f"  {'window':<12}{'n':>4}  " + "  ".join(f"{n:>28}" for n in names))
-    for size, files in shots.items():
-        row = []
-        for model_path, name in zip(args.model_path, names):
-            scores, threshold = score_files(model_path, files)
-            results[(size, name)] = {"n": len(files), "recall": float((scores >= threshold).mean()),
-                                     "median": float(np.median(scores))}
-            row.append(f"{results[(size, name)]['recall']:>19.2f} ({np.median(scores):.3f})")
-        print(f"  {size:<12}{len(files):>4}  " + "  ".join(row))
-    return results
+    decoded = {size: [decode_image(f.read_bytes()) for f in files] for size, files in shots.items()}
+    return summarise(scorers, decoded, "window", rate="recall")  # every screenshot shows text
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from benchmarks.common import SHARED_DATA, labelled_images
-from benchmarks.screenshots import score_arrays
+from benchmarks.screenshots import Scorer, summarise
 from model.preprocessing import resize_image
 from pipeline.handler import default_model_path
 from training.config import SynthConfig
@@ -90,19 +90,8 @@ def main(argv=None) -> dict:
     if os.path.exists(os.path.join(args.data_dir, "labels.jsonl")):
         photos = [r["file"] for r in labelled_images(args.data_dir, "dev") if r["label"] == 0]
     kinds = build_kinds(args.n, args.seed, fonts, photos)
-    names = [os.path.relpath(m) for m in args.model_path]
     print("share called text (median score):")
-    print(f"  {'kind':<42}" + "".join(f"{n:>30}" for n in names))
-    results = {}
-    for kind, arrays in kinds.items():
-        row = ""
-        for model_path, name in zip(args.model_path, names):
-            scores, threshold = score_arrays(model_path, arrays)
-            results[(kind, name)] = {"n": len(arrays), "text_rate": float((scores >= threshold).mean()),
-                                     "median": float(np.median(scores))}
-            row += f"{results[(kind, name)]['text_rate']:>21.2f} ({np.median(scores):.3f})"
-        print(f"  {kind:<42}{row}")
-    return results
+    return summarise({os.path.relpath(m): Scorer(m) for m in args.model_path}, kinds, "kind")
 
 
 if __name__ == "__main__":

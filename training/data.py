@@ -257,7 +257,8 @@ class BalancedSampler(Sampler):
             if rest < 0:
                 raise ValueError(f"the {cls} shares {[share for _, _, share in pools]} add up to more than 1")
             self.pools[cls] = [(IMAGE, own[cls])] + [(kind, pool) for kind, pool, _ in pools]
-            self.shares[cls] = [rest] + [share for _, _, share in pools]
+            shares = np.asarray([rest] + [share for _, _, share in pools], dtype=np.float64)
+            self.shares[cls] = shares / shares.sum()
         self.negative_share = cfg.negative_share
         self.length = cfg.epoch_size or len(dataset)
         self.seed = seed
@@ -285,8 +286,7 @@ class BalancedSampler(Sampler):
         for _ in range(self.length):
             cls = "non_text" if rng.random() < self.negative_share else "text"
             pools = self.pools[cls]
-            shares = np.asarray(self.shares[cls], dtype=np.float64)
-            j = int(rng.choice(len(pools), p=shares / shares.sum()))
+            j = int(rng.choice(len(pools), p=self.shares[cls]))
             kind, pool = pools[j]
             yield Item(kind, next_index(kind, pool, (cls, j)), int(rng.integers(0, 2**31 - 1)))
 

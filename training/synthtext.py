@@ -151,19 +151,23 @@ class TextRenderer:
         down, so small text is blurred the way a scan or a screenshot shrinks it."""
         w, h = img.size
         supersample = max(1, min(supersample, PAGE_MAX_SIDE // max(w, h)))  # large photos: less (or no) upscaling
-        big = img.convert("RGB").resize((w * supersample, h * supersample), Image.Resampling.BILINEAR)
-        if rng.random() < 0.5:
-            panel = (0, 0, big.width, big.height)
+        bw, bh = w * supersample, h * supersample
+        full = rng.random() < 0.5
+        if full:
+            panel = (0, 0, bw, bh)
         else:
-            pw, ph = (int(big.width * rng.uniform(0.5, 0.95)), int(big.height * rng.uniform(0.5, 0.95)))
-            x, y = int(rng.integers(0, big.width - pw + 1)), int(rng.integers(0, big.height - ph + 1))
+            pw, ph = (int(bw * rng.uniform(0.5, 0.95)), int(bh * rng.uniform(0.5, 0.95)))
+            x, y = int(rng.integers(0, bw - pw + 1)), int(rng.integers(0, bh - ph + 1))
             panel = (x, y, x + pw, y + ph)
         dark = rng.random() < 0.25
         shade = rng.integers(0, 50, size=3) if dark else rng.integers(215, 256, size=3)
         background = tuple(int(v) for v in shade)
-        ImageDraw.Draw(big).rectangle(panel, fill=background)
-        colour = contrasting_colour(np.asarray(background, dtype=np.uint8).reshape(1, 1, 3), rng)
+        # under a full panel the photo would be painted over: start from the plain page
+        big = Image.new("RGB", (bw, bh), background) if full else \
+            img.convert("RGB").resize((bw, bh), Image.Resampling.BILINEAR)
         draw = ImageDraw.Draw(big)
+        draw.rectangle(panel, fill=background)
+        colour = contrasting_colour(np.asarray(background, dtype=np.uint8).reshape(1, 1, 3), rng)
         line = max(6, int(min(big.size) * rng.uniform(*self.cfg.page_line_range)))
         font_path = self.fonts[int(rng.integers(len(self.fonts)))]
         boxes: Boxes = []
