@@ -25,7 +25,7 @@ from pipeline.handler import StudentModelHandler
 from pipeline.ocr import REGIONS, WHOLE, load_rgb, make_engine, ocr_image
 from pipeline.records import TEXT, decided_record
 from pipeline.region_boxes import MARGIN, region_boxes
-from pipeline.run import stored_threshold
+from pipeline.run import stored_decision
 
 
 def main(argv=None) -> dict:
@@ -38,7 +38,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--margin", type=float, default=MARGIN, help="Margin around the regions (image fraction).")
     args = parser.parse_args(argv)
 
-    threshold = args.threshold if args.threshold is not None else stored_threshold(args.model_path)
+    threshold, score_rule = stored_decision(args.model_path)
+    threshold = args.threshold if args.threshold is not None else threshold
     handler = StudentModelHandler(args.model_path, num_threads=1)
     model = handler.load_model()
     engines = {mode: make_engine(1, mode) for mode in (WHOLE, REGIONS)}
@@ -54,7 +55,7 @@ def main(argv=None) -> dict:
         seen += 1
         with open(item["file"], "rb") as f:
             data = f.read()
-        record = decided_record(item["path"], handler.predict(model, [decode_image(data)])[0], threshold)
+        record = decided_record(item["path"], handler.predict(model, [decode_image(data)])[0], threshold, score_rule)
         if record["label"] != TEXT:
             continue
         rgb = load_rgb(data)

@@ -4,8 +4,9 @@ that ask both grids to see text.
     python -m benchmarks.score_rules --checkpoint model/weights/student.pt [--splits dev train]
 
 Prints, per rule and split, AP and F / non-text rejection at the thresholds for recall 0.95
-and 0.96 (chosen on that split). The pipeline uses ``max``; the others are candidates,
-measured here, not used.
+and 0.96 (chosen on that split). ``max`` and ``both_grids`` are the rules of
+``model.regions.SCORE_RULES`` (a checkpoint's ``meta["score_rule"]`` picks one for the
+pipeline); the others are candidates, measured here only.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ import numpy as np
 import torch
 
 from model.registry import load_checkpoint
+from model.regions import GRIDS, SCORE_RULES
 from training import metrics
 from training.config import DataConfig
 from training.evaluate import evaluate_model
 
-FIVE = 25  # the first 25 regions are the 5x5 grid, the last 9 the 3x3 one (model.regions.GRIDS)
+FIVE = GRIDS[0] * GRIDS[0]  # the first 25 regions are the 5x5 grid, the last 9 the 3x3 one
 
 RULES = {
-    "max (paper, shipped)": lambda p: p.max(1),
+    **SCORE_RULES,
     "mean of the top 2": lambda p: np.sort(p, 1)[:, -2:].mean(1),
-    "sqrt(max 5x5 * max 3x3)": lambda p: np.sqrt(p[:, :FIVE].max(1) * p[:, FIVE:].max(1)),
     "min(max 5x5, max 3x3)": lambda p: np.minimum(p[:, :FIVE].max(1), p[:, FIVE:].max(1)),
 }
 

@@ -30,7 +30,7 @@ import numpy as np
 from model.preprocessing import decode_image
 from model.regions import image_score
 from pipeline.handler import StudentModelHandler, default_model_path
-from pipeline.run import stored_threshold
+from pipeline.run import stored_decision
 
 SIZES = ("1280x800", "1920x1080", "2560x1440", "850x1100", "390x844")
 
@@ -58,15 +58,15 @@ def screenshot(chromium: str, page: Path, size: str, dest: Path, timeout: float 
 
 class Scorer:
     """A student checkpoint loaded once, scoring model-input arrays as the pipeline does
-    (``threshold``: the one stored with it)."""
+    (``threshold`` and ``score_rule``: the ones stored with it)."""
 
     def __init__(self, model_path: str):
         self.handler = StudentModelHandler(model_path)
         self.model = self.handler.load_model()
-        self.threshold = stored_threshold(model_path)
+        self.threshold, self.score_rule = stored_decision(model_path)
 
     def scores(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return np.asarray([float(image_score(self.handler.predict(self.model, [a]))[0]) for a in arrays])
+        return np.asarray([float(image_score(self.handler.predict(self.model, [a]), self.score_rule)[0]) for a in arrays])
 
 
 def summarise(scorers: dict[str, Scorer], groups: dict[str, list[np.ndarray]], label: str,

@@ -7,7 +7,9 @@ A region is text (1) when the area of text boxes inside it is at least ``min_fra
 (1 %) of the region's area; a region with less text but at least that much "ignore" area
 (illegible text) is neither (-1, left out of losses); every other region is background (0).
 An image is text when any region is (logical OR); its score is the largest region
-probability.
+probability. ``SCORE_RULES`` holds that rule (``max``, the default) and ``both_grids``, the
+geometric mean of each grid's largest probability: text must be seen at both scales. A
+checkpoint's ``meta["score_rule"]`` says which one its threshold was chosen for.
 """
 
 from __future__ import annotations
@@ -129,10 +131,35 @@ def region_labels(
     return labels
 
 
-def image_score(region_probs):
-    """Image-level score = max over regions (the paper's logical OR). Works on numpy
-    arrays and torch tensors of shape (..., NUM_REGIONS)."""
-    return region_probs.max(-1) if isinstance(region_probs, np.ndarray) else region_probs.amax(-1)
+def _max_score(p):
+    return p.max(-1) if isinstance(p, np.ndarray) else p.amax(-1)
+
+
+def _both_grids_score(p):
+    five = GRIDS[0] * GRIDS[0]
+    return (_max_score(p[..., :five]) * _max_score(p[..., five:])) ** 0.5
+
+
+# Image score from the 34 region probabilities; each works on numpy arrays and torch tensors
+# of shape (..., NUM_REGIONS).
+SCORE_RULES = {
+    "max": _max_score,  # the paper's logical OR
+    "both_grids": _both_grids_score,  # sqrt(max over the 5x5 grid x max over the 3x3 grid)
+}
+DEFAULT_SCORE_RULE = "max"
+
+
+def check_score_rule(rule: str) -> str:
+    if rule not in SCORE_RULES:
+        raise ValueError(f"unknown score rule {rule!r}; known: {', '.join(SCORE_RULES)}")
+    return rule
+
+
+def image_score(region_probs, rule: str = DEFAULT_SCORE_RULE):
+    """Image-level score by ``rule`` (default: max over regions, the paper's logical OR).
+    Never above the largest region probability, so an image scored at or above a threshold
+    always has a region at or above it."""
+    return SCORE_RULES[check_score_rule(rule)](region_probs)
 
 
 def split_grids(values) -> dict[str, list]:

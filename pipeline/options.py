@@ -7,6 +7,7 @@ import os
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from model.regions import SCORE_RULES
 from pipeline.handler import DEFAULT_BATCH_SIZE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +72,11 @@ class TextFilterOptions(PipelineOptions):
         model.add_argument(
             "--threshold", type=float, default=None,
             help="Image score at or above which an image is text. Default: the threshold stored with the weights.")
+        model.add_argument(
+            "--score_rule", choices=tuple(SCORE_RULES), default=None,
+            help="How the 34 region probabilities make the image score: max (the paper's logical OR) or "
+                 "both_grids (geometric mean of the 5x5 and 3x3 grids' maxima). Default: the rule stored with "
+                 "the weights (the one their threshold was chosen for), else max.")
         model.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                            help="Largest inference batch (small batches stay in the CPU cache).")
         model.add_argument(

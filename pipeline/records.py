@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from model.regions import image_score, split_grids
+from model.regions import DEFAULT_SCORE_RULE, image_score, split_grids
 from pipeline.uris import redact_text, redact_uri
 
 TEXT = "text"
@@ -22,11 +22,12 @@ STAGE_OCR_SINK = "ocr_sink"
 STAGE_OCR = "ocr"
 
 
-def decided_record(uri: str, region_probs: np.ndarray, threshold: float) -> dict:
-    """A text or non-text decision: score = max region probability (logical OR). The label
-    is decided on the score as written, so every record satisfies its own
-    ``label == "text"`` iff ``score >= threshold``."""
-    score = round(float(image_score(np.asarray(region_probs))), 6)
+def decided_record(uri: str, region_probs: np.ndarray, threshold: float, score_rule: str = DEFAULT_SCORE_RULE) -> dict:
+    """A text or non-text decision on the image score (``model.regions.image_score``; by
+    default the max region probability, the paper's logical OR). The label is decided on
+    the score as written, so every record satisfies its own ``label == "text"`` iff
+    ``score >= threshold``."""
+    score = round(float(image_score(np.asarray(region_probs), score_rule)), 6)
     grids = split_grids(region_probs)
     return {
         "uri": uri,

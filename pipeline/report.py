@@ -289,7 +289,8 @@ def render(data: ReportData, summary: Mapping, thumbs: Mapping[str, list]) -> st
         cards.append((route.replace("_", "-"), _fmt(counts[route]) + share))
     cards += [("images / second", _fmt(summary.get("images_per_second"))),
               ("wall time", f"{_fmt(summary.get('seconds'))} s"),
-              ("threshold", f"{data.threshold:.4g}")]
+              ("threshold", f"{data.threshold:.4g}"
+               + (f" <span class='muted'>({_e(summary['score_rule'])})</span>" if summary.get("score_rule") else ""))]
     bar = "".join(
         f'<div title="{route}: {counts[route]:,}" style="width:{100 * counts[route] / total:.3f}%;'
         f'background:{COLORS[route]}"></div>' for route in (TEXT, NON_TEXT, FAILED) if total and counts[route]

@@ -23,6 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 from model.preprocessing import DEFAULT_PREPROCESS
 from model.onnx_format import read_onnx_meta
+from model.regions import DEFAULT_SCORE_RULE, check_score_rule
 from pipeline.handler import DEFAULT_BATCH_SIZE, default_model_path, read_model_bytes, resolve_model_format
 from pipeline.fingerprint import FingerprintFn
 from pipeline.io import ReadConfig
@@ -62,11 +63,12 @@ class FilterConfig:
     reprocess: bool = False
     ocr: str = "none"
     ocr_mode: str = "whole"
+    score_rule: str = DEFAULT_SCORE_RULE
 
 
-def stored_threshold(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> float:
-    """The decision threshold saved with the student's weights (chosen on dev): in the
-    checkpoint's meta, or in an ONNX export's metadata_props."""
+def stored_meta(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> dict:
+    """The meta saved with the student's weights: in the checkpoint, or in an ONNX export's
+    metadata_props."""
     path = model_path or default_model_path(model_format)
     try:
         data = read_model_bytes(path, storage_options)
@@ -75,14 +77,22 @@ def stored_threshold(model_path: Optional[str], storage_options=None, model_form
             f"student weights not found at {redact_uri(path)}; pass --model_path or train them (see MODEL.md)"
         ) from e
     if model_format == "onnx":
-        meta = read_onnx_meta(data)
-    else:
-        from model.registry import read_checkpoint  # torch: not imported on the ONNX path
+        return read_onnx_meta(data)
+    from model.registry import read_checkpoint  # torch: not imported on the ONNX path
 
-        meta = read_checkpoint(data).get("meta") or {}
-    if "threshold" not in meta:
-        return 0.5
-    return float(meta["threshold"])
+    return read_checkpoint(data).get("meta") or {}
+
+
+def stored_decision(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> tuple[float, str]:
+    """(threshold, score rule) saved with the student's weights (chosen on dev); weights
+    without them decide by the paper's max at 0.5."""
+    meta = stored_meta(model_path, storage_options, model_format)
+    return float(meta.get("threshold", 0.5)), check_score_rule(meta.get("score_rule", DEFAULT_SCORE_RULE))
+
+
+def stored_threshold(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> float:
+    """The decision threshold saved with the student's weights (0.5 where there is none)."""
+    return stored_decision(model_path, storage_options, model_format)[0]
 
 
 def config_from_options(options: PipelineOptions) -> FilterConfig:
@@ -99,14 +109,14 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
     )
     model_format = resolve_model_format(o.model_format, o.model_path)
-    threshold = o.threshold if o.threshold is not None else stored_threshold(
-        o.model_path, o.storage_options, model_format
-    )
+    threshold, score_rule = stored_decision(o.model_path, o.storage_options, model_format)
+    threshold = o.threshold if o.threshold is not None else threshold
+    score_rule = check_score_rule(o.score_rule or score_rule)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {threshold}")
     return FilterConfig(
-        inputs=inputs, input_lists=input_lists, output=o.output, threshold=threshold, model_path=o.model_path,
-        read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
+        inputs=inputs, input_lists=input_lists, output=o.output, threshold=threshold, score_rule=score_rule,
+        model_path=o.model_path, read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
         max_pixels=o.max_pixels, records_per_shard=o.records_per_shard, model_format=model_format, report=o.report,
         input_format=o.input_format, url_field=o.url_field, state=o.state, reprocess=o.reprocess, ocr=o.ocr,
         ocr_mode=o.ocr_mode,
@@ -128,6 +138,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig) -> dict:
     items, failed_shards, shards_read = items | "ExpandShards" >> ExpandShards(config.read.max_bytes, so)
     routes = items | "Filter" >> FilterImages(
         config.threshold, config.model_path, read_config=config.read, preprocess=preprocess,
+        score_rule=config.score_rule,
         num_threads=config.num_threads, max_batch_size=config.batch_size, model_format=config.model_format,
     )
     text, failed = routes[TEXT], [routes[FAILED], failed_shards]
@@ -189,6 +200,7 @@ def summarize(config: FilterConfig, counts: dict, seconds: float) -> dict:
         "seconds": round(seconds, 3),
         "images_per_second": round(total / seconds, 2) if total and seconds > 0 else None,
         "threshold": config.threshold,
+        "score_rule": config.score_rule,
         "outputs": {route: redact_uri(join(config.output, f"{route}-*.jsonl")) for route in ROUTES},
     }
 

@@ -15,7 +15,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image
-from model.regions import NUM_REGIONS
+from model.regions import DEFAULT_SCORE_RULE, NUM_REGIONS, check_score_rule
 from pipeline.handler import DEFAULT_BATCH_SIZE, model_handler
 from pipeline.io import ReadConfig, read_bytes
 from pipeline.items import as_item
@@ -68,8 +68,9 @@ class RouteByScoreFn(beam.DoFn):
     or a failed record where the model returned no usable probabilities (NaN, values
     outside [0, 1], the wrong number of regions): a manifest never holds a NaN score."""
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, score_rule: str = DEFAULT_SCORE_RULE):
         self.threshold = threshold
+        self.score_rule = check_score_rule(score_rule)
         self.counters = {route: Metrics.counter(NAMESPACE, route) for route in (TEXT, NON_TEXT)}
         self.failed = Metrics.counter(NAMESPACE, "failed_inference")
         self.scores = Metrics.distribution(NAMESPACE, "score_permille")
@@ -82,7 +83,7 @@ class RouteByScoreFn(beam.DoFn):
             reason = f"model returned {probs.size} region scores, not {NUM_REGIONS} probabilities in [0, 1]"
             yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_INFERENCE, reason, "BadModelOutput"))
             return
-        record = decided_record(uri, probs, self.threshold)
+        record = decided_record(uri, probs, self.threshold, self.score_rule)
         self.counters[record["label"]].inc()
         self.scores.update(int(round(record["score"] * 1000)))
         yield beam.pvalue.TaggedOutput(record["label"], record)
@@ -117,9 +118,11 @@ class FilterImages(beam.PTransform):
         num_threads: int = 1,
         max_batch_size: int = DEFAULT_BATCH_SIZE,
         model_format: str = "torch",
+        score_rule: str = DEFAULT_SCORE_RULE,
     ):
         super().__init__()
         self.threshold = threshold
+        self.score_rule = check_score_rule(score_rule)
         self.read_config = read_config
         self.preprocess = preprocess
         self.handler = KeyedModelHandler(
@@ -137,7 +140,7 @@ class FilterImages(beam.PTransform):
             ReadAndDecodeFn(self.read_config, self.preprocess)
         ).with_outputs(FAILED, main="images")
         predictions, dead = decoded.images | "RunInference" >> RunInference(self.handler).with_exception_handling()
-        routed = predictions | "Route" >> beam.ParDo(RouteByScoreFn(self.threshold)).with_outputs(
+        routed = predictions | "Route" >> beam.ParDo(RouteByScoreFn(self.threshold, self.score_rule)).with_outputs(
             TEXT, NON_TEXT, FAILED
         )
         failed_inference = dead.failed_inferences | "InferenceFailures" >> beam.FlatMap(inference_failures)

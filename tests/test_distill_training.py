@@ -182,8 +182,16 @@ def test_distill_ab_then_kd_with_discriminator_state(tiny_teacher, tiny_root, tm
 
     evaluate.main(["--checkpoint", str(kd), "--root", tiny_root, "--write_threshold", "--plots", str(tmp_path / "p")])
     _, meta = load_checkpoint(kd, expect="student")
-    assert 0.0 <= meta["threshold"] <= 1.0
+    assert 0.0 <= meta["threshold"] <= 1.0 and meta["score_rule"] == "max"
     assert kd.stat().st_size < 600_000
+    # a threshold chosen for another score rule is stored with that rule, and read back by default
+    figures = evaluate.main(["--checkpoint", str(kd), "--root", tiny_root, "--score_rule", "both_grids",
+                             "--write_threshold", "--plots", str(tmp_path / "p")])
+    _, meta = load_checkpoint(kd, expect="student")
+    assert meta["score_rule"] == figures["score_rule"] == "both_grids"
+    assert meta["threshold"] == figures["at_threshold"]["threshold"]
+    assert evaluate.main(["--checkpoint", str(kd), "--root", tiny_root, "--plots", str(tmp_path / "p")])[
+        "score_rule"] == "both_grids"
 
 
 def test_train_student_front_end_still_works(tiny_root, tmp_path):

@@ -102,7 +102,7 @@ def test_onnx_file_carries_the_checkpoint_meta(onnx_path, student_checkpoint):
     import onnx
 
     from model.onnx_format import KEY_CONFIG, KEY_META, KEY_MODEL, read_onnx_meta
-    from pipeline.run import stored_threshold
+    from pipeline.run import stored_decision, stored_threshold
 
     data = open(onnx_path, "rb").read()
     assert read_onnx_meta(data) == {"threshold": 0.5}
@@ -110,6 +110,7 @@ def test_onnx_file_carries_the_checkpoint_meta(onnx_path, student_checkpoint):
     assert props[KEY_MODEL] == "student" and json.loads(props[KEY_META]) == {"threshold": 0.5}
     assert json.loads(props[KEY_CONFIG])["channels"] == [16, 32, 32, 48, 48, 64]
     assert stored_threshold(onnx_path, model_format="onnx") == 0.5
+    assert stored_decision(onnx_path, model_format="onnx") == (0.5, "max")  # no rule stored: the paper's
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         stored_threshold(student_checkpoint, model_format="onnx")
 

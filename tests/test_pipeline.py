@@ -109,3 +109,41 @@ def test_multi_processing_direct_running_mode(mixed_folder, student_checkpoint, 
     run([*RUNNER, "--direct_running_mode=multi_processing", "--direct_num_workers=2",
          "--input", mixed_folder["dir"], "--output", out, "--model_path", student_checkpoint])
     assert_conserved(read_outputs(out), mixed_folder["good"] + mixed_folder["bad"])
+
+
+def _grid_maxima(record) -> tuple[float, float]:
+    return max(map(max, record["regions_5x5"])), max(map(max, record["regions_3x3"]))
+
+
+def test_score_rule_stored_with_the_weights_decides(student_checkpoint, tmp_path):
+    from model import load_checkpoint, save_checkpoint
+
+    model, _ = load_checkpoint(student_checkpoint)
+    both = str(tmp_path / "both.pt")
+    save_checkpoint(both, model, {"threshold": 0.4, "score_rule": "both_grids"})
+    out = str(tmp_path / "out")
+    summary = run([*RUNNER, "--output", out, "--model_path", both])
+    assert summary["score_rule"] == "both_grids" and summary["threshold"] == 0.4
+    decided = [r for route in ("text", "non_text") for r in read_outputs(out)[route]]
+    assert len(decided) == len(os.listdir(SAMPLES))
+    for r in decided:
+        five, three = _grid_maxima(r)
+        assert r["score"] == pytest.approx((five * three) ** 0.5, abs=1e-3)  # grids are written rounded
+        assert (r["label"] == "text") == (r["score"] >= 0.4)
+    # --score_rule overrides the stored rule
+    out_max = str(tmp_path / "out_max")
+    assert run([*RUNNER, "--output", out_max, "--model_path", both, "--score_rule", "max"])["score_rule"] == "max"
+    for route in ("text", "non_text"):
+        for r in read_outputs(out_max)[route]:
+            assert r["score"] == pytest.approx(max(_grid_maxima(r)), abs=1e-4)
+
+
+def test_unknown_stored_score_rule_is_refused_before_the_run(student_checkpoint, tmp_path):
+    from model import load_checkpoint, save_checkpoint
+
+    model, _ = load_checkpoint(student_checkpoint)
+    odd = str(tmp_path / "odd.pt")
+    save_checkpoint(odd, model, {"threshold": 0.5, "score_rule": "mean"})
+    with pytest.raises(ValueError, match="unknown score rule 'mean'"):
+        run([*RUNNER, "--output", str(tmp_path / "out"), "--model_path", odd])
+    assert not os.path.exists(tmp_path / "out")

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from model.regions import IGNORE, NUM_REGIONS, clipped_area, image_score, region_labels, region_rects, split_grids
+from model.regions import (
+    IGNORE, NUM_REGIONS, SCORE_RULES, clipped_area, image_score, region_labels, region_rects, split_grids,
+)
 
 
 def box(x0, y0, x1, y1):
@@ -62,3 +64,30 @@ def test_image_score_is_max_and_grids_split():
     grids = split_grids(probs)
     assert len(grids["5x5"]) == 5 and len(grids["5x5"][0]) == 5
     assert len(grids["3x3"]) == 3 and grids["3x3"][2][2] == 1.0
+
+
+def test_both_grids_rule_needs_text_at_both_scales():
+    probs = np.full((2, NUM_REGIONS), 0.04)
+    probs[0, 7] = 0.81  # one 5x5 cell only (a texture spike)
+    probs[1, [7, 30]] = (0.81, 0.64)  # the same cell and the 3x3 cell over it
+    np.testing.assert_allclose(image_score(probs, "both_grids"), [np.sqrt(0.81 * 0.04), np.sqrt(0.81 * 0.64)])
+    np.testing.assert_allclose(image_score(probs, "max"), [0.81, 0.81])
+    # never above the largest region: a text decision always has a region at the threshold
+    rng = np.random.default_rng(0)
+    many = rng.uniform(size=(100, NUM_REGIONS))
+    for rule in SCORE_RULES:
+        assert (image_score(many, rule) <= many.max(1) + 1e-12).all()
+
+
+def test_score_rules_agree_on_numpy_and_torch():
+    import torch
+
+    probs = np.random.default_rng(1).uniform(size=(3, NUM_REGIONS))
+    for rule in SCORE_RULES:
+        np.testing.assert_allclose(image_score(torch.from_numpy(probs), rule).numpy(), image_score(probs, rule))
+        assert float(image_score(probs[0], rule)) == pytest.approx(image_score(probs, rule)[0])
+
+
+def test_unknown_score_rule_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown score rule 'mean'.*max, both_grids"):
+        image_score(np.zeros(NUM_REGIONS), "mean")

@@ -62,7 +62,7 @@ def large_run(tmp_path_factory) -> dict:
     write_shards(out, "non_text", non_text, 3)
     write_shards(out, "failed", failed, 1)
     summary = {"images": 247, "text": 130, "non_text": 110, "failed": 7, "seconds": 12.5, "images_per_second": 19.76,
-               "threshold": threshold, "outputs": {r: os.path.join(out, f"{r}-*.jsonl") for r in ("text", "non_text")}}
+               "threshold": threshold, "score_rule": "both_grids", "outputs": {r: os.path.join(out, f"{r}-*.jsonl") for r in ("text", "non_text")}}
     path = write_report(out, summary)
     return {"out": out, "path": path, "html": open(path, encoding="utf-8").read(), "threshold": threshold,
             "text": text, "non_text": non_text}
@@ -84,6 +84,7 @@ def test_report_counts_histogram_and_throughput(large_run):
         assert re.search(rf"{label.lower()}\s+{n}\b", text, re.I), label
     assert "19.8" in text and "12.5 s" in text  # images/s and wall time
     assert page.count("<svg") == 1 and "threshold 0.6" in page
+    assert re.search(r"threshold\s+0\.6\s+\(both_grids\)", text)  # the card: the rule it belongs to
     bars = re.findall(r"<title>(text|non_text) [0-9.]+-[0-9.]+: (\d+)</title>", page)
     assert sum(int(n) for route, n in bars if route == "text") == 130
     assert sum(int(n) for route, n in bars if route == "non_text") == 110

@@ -32,7 +32,7 @@ log = logging.getLogger("training.average")
 
 def belongs_to_threshold(key: str) -> bool:
     """Meta keys that ``training.evaluate --write_threshold`` stores for one model's scores."""
-    return key in ("threshold", "target_recall") or key.endswith("_figures")
+    return key in ("threshold", "score_rule", "target_recall") or key.endswith("_figures")
 
 
 def average_checkpoints(sources: Sequence[str | Path], weights: Sequence[float] | None = None) -> tuple[nn.Module, dict]:

@@ -3,10 +3,11 @@
     python -m training.evaluate --checkpoint model/weights/student.pt [--split dev]
         [--target_recall 0.95] [--write_threshold] [--plots DIR]
 
-The image score is the largest region probability (``model.regions.image_score``). The
-operating threshold is the one with the highest precision whose recall is at least
-``--target_recall``; ``--write_threshold`` stores it, the target and the figures in the
-checkpoint's ``meta`` (where the pipeline reads it). Plots are saved as PNGs next to the
+The image score is the largest region probability (``model.regions.image_score``), or the
+rule named by ``--score_rule`` (default: the checkpoint's ``meta["score_rule"]``, else
+``max``). The operating threshold is the one with the highest precision whose recall is at
+least ``--target_recall``; ``--write_threshold`` stores it, the rule, the target and the
+figures in the checkpoint's ``meta`` (where the pipeline reads them). Plots are saved as PNGs next to the
 checkpoint (or in ``--plots``): ``<name>_<split>_pr.png`` (PR curve, operating threshold
 marked), ``_scores.png`` (image-score distribution per class), ``_per_source.png``
 (recall per text source, rejection per non-text source) and ``_errors.png`` (the worst
@@ -25,7 +26,7 @@ import torch
 
 from model.preprocessing import target_size
 from model.registry import MODEL_KEYS, load_checkpoint, read_checkpoint, save_checkpoint
-from model.regions import image_score
+from model.regions import DEFAULT_SCORE_RULE, SCORE_RULES, image_score
 from training import metrics
 from training.cli import add_config_args, config_from_args
 from training.config import DataConfig
@@ -60,16 +61,18 @@ def text_heights(dataset: TextFilterDataset, paths) -> np.ndarray:
     return out
 
 
-def evaluate_predictions(pred: dict, threshold: float | None = None, target_recall: float = 0.95) -> dict:
-    """Figures of ``engine.predict``'s output, at ``threshold`` or, when None, at the
-    threshold chosen for ``target_recall``."""
-    scores = image_score(pred["probs"])
+def evaluate_predictions(pred: dict, threshold: float | None = None, target_recall: float = 0.95,
+                         score_rule: str = DEFAULT_SCORE_RULE) -> dict:
+    """Figures of ``engine.predict``'s output, images scored by ``score_rule``, at
+    ``threshold`` or, when None, at the threshold chosen for ``target_recall``."""
+    scores = image_score(pred["probs"], score_rule)
     labels = pred["image_labels"]
     chosen = metrics.threshold_for_recall(scores, labels, target_recall)
     threshold = chosen if threshold is None else threshold
     return {
         "n": int(len(labels)),
         "n_text": int(labels.sum()),
+        "score_rule": score_rule,
         "target_recall": target_recall,
         "threshold_for_target": chosen,
         "at_threshold": metrics.prf_at(scores, labels, threshold),
@@ -127,6 +130,7 @@ def write_threshold(checkpoint: str, figures: dict, split: str) -> None:
     a = figures["at_threshold"]
     meta.update({
         "threshold": a["threshold"],
+        "score_rule": figures["score_rule"],
         "target_recall": figures["target_recall"],
         f"{split}_figures": {k: a[k] for k in ("precision", "recall", "f1", "rejection", "tp", "fp", "fn", "tn")}
         | {"average_precision": figures["average_precision"], "n": figures["n"],
@@ -143,6 +147,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--target_recall", type=float, default=0.95)
     parser.add_argument("--threshold", type=float, default=None,
                         help="report at this threshold instead of the one chosen for --target_recall")
+    parser.add_argument("--score_rule", choices=tuple(SCORE_RULES), default=None,
+                        help="image score from the region probabilities (default: the checkpoint's, else max)")
     parser.add_argument("--write_threshold", action="store_true")
     parser.add_argument("--plots", default=None, help="folder for the PNGs and JSON (default: next to the checkpoint)")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -157,8 +163,9 @@ def main(argv=None) -> dict:
     model, meta = load_checkpoint(args.checkpoint)
     model = model.to(memory_format=torch.channels_last)
     pred = evaluate_model(model, config_from_args(DataConfig, args), args.split, args.batch_size)
-    figures = evaluate_predictions(pred, args.threshold, args.target_recall)
-    print(format_report(figures, f"{args.checkpoint} on {args.split}"))
+    score_rule = args.score_rule or meta.get("score_rule", DEFAULT_SCORE_RULE)
+    figures = evaluate_predictions(pred, args.threshold, args.target_recall, score_rule)
+    print(format_report(figures, f"{args.checkpoint} on {args.split} (image score: {score_rule})"))
 
     ckpt = Path(args.checkpoint)
     out_dir = Path(args.plots) if args.plots else ckpt.parent

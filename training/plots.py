@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from model.regions import image_score, region_rects
+from model.regions import DEFAULT_SCORE_RULE, image_score, region_rects
 from training import metrics
 
 CURVE_PANELS = (("loss_total", "train loss (each stage's own objective, log)"), ("dev_ap", "dev AP"),
@@ -30,11 +30,16 @@ def _pyplot():
     return plt
 
 
+def figure_scores(pred: dict, figures: dict) -> np.ndarray:
+    """Image scores by the rule the figures were computed with."""
+    return image_score(pred["probs"], figures.get("score_rule", DEFAULT_SCORE_RULE))
+
+
 def plot_pr(pred: dict, figures: dict, path: Path) -> Path:
     """Precision-recall curve of the image score, the operating threshold marked (and the
     0.5 point for comparison)."""
     plt = _pyplot()
-    scores, labels = image_score(pred["probs"]), pred["image_labels"].astype(bool)
+    scores, labels = figure_scores(pred, figures), pred["image_labels"].astype(bool)
     curve = metrics.pr_curve(scores, labels)
     a, h = figures["at_threshold"], figures["at_0.5"]
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -54,7 +59,7 @@ def plot_pr(pred: dict, figures: dict, path: Path) -> Path:
 def plot_scores(pred: dict, figures: dict, path: Path) -> Path:
     """Image-score distributions of text and non-text images, threshold marked."""
     plt = _pyplot()
-    scores, labels = image_score(pred["probs"]), pred["image_labels"].astype(bool)
+    scores, labels = figure_scores(pred, figures), pred["image_labels"].astype(bool)
     a = figures["at_threshold"]
     bins = np.linspace(0, 1, 41)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -97,10 +102,11 @@ def _save(fig, path: Path, plt) -> Path:
     return path
 
 
-def worst_errors(pred: dict, threshold: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+def worst_errors(pred: dict, threshold: float, n: int,
+                 score_rule: str = DEFAULT_SCORE_RULE) -> tuple[np.ndarray, np.ndarray]:
     """Indices of up to ``n`` false positives (non-text, highest score first) and ``n``
     false negatives (text, lowest score first) at ``threshold``."""
-    scores, labels = image_score(pred["probs"]), pred["image_labels"].astype(bool)
+    scores, labels = image_score(pred["probs"], score_rule), pred["image_labels"].astype(bool)
     fp = np.flatnonzero(~labels & (scores >= threshold))
     fn = np.flatnonzero(labels & (scores < threshold))
     return fp[np.argsort(-scores[fp], kind="stable")][:n], fn[np.argsort(scores[fn], kind="stable")][:n]
@@ -112,7 +118,8 @@ def plot_errors(pred: dict, figures: dict, image_root: Path, path: Path, n: int 
     region with the highest text probability outlined (where the model looked)."""
     plt = _pyplot()
     threshold = figures["at_threshold"]["threshold"]
-    rows = list(zip(("false positive", "false negative"), worst_errors(pred, threshold, n)))
+    rule = figures.get("score_rule", DEFAULT_SCORE_RULE)
+    rows = list(zip(("false positive", "false negative"), worst_errors(pred, threshold, n, rule)))
     fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.6), squeeze=False)
     for r, (kind, indices) in enumerate(rows):
         for c in range(n):
@@ -129,7 +136,7 @@ def plot_errors(pred: dict, figures: dict, image_root: Path, path: Path, n: int 
             probs = pred["probs"][i]
             x0, y0, x1, y1 = region_rects(w, h)[int(np.argmax(probs))]
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.5))
-            ax.set_title(f"{float(probs.max()):.3f} {pred['sources'][i]}", fontsize=7)
+            ax.set_title(f"{float(image_score(probs, rule)):.3f} {pred['sources'][i]}", fontsize=7)
         axes[r][0].text(-0.08, 0.5, f"{kind}s ({len(indices)} shown)", transform=axes[r][0].transAxes,
                         rotation=90, va="center", ha="right", fontsize=8)
     fig.suptitle(f"worst errors at threshold {threshold:.3f} (score, source; red: top region)", fontsize=9)
