@@ -116,3 +116,20 @@ def test_worst_errors_orders_false_positives_and_negatives():
     assert fp.tolist() == [0, 2]  # non-text at or above 0.5, highest first
     assert fn.tolist() == [3, 4]  # text below 0.5, lowest first
     assert worst_errors(pred, threshold=0.5, n=1)[0].tolist() == [0]
+
+
+def test_platt_fit_recovers_the_miscalibration_and_leaves_calibrated_scores_alone():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 2.0, 20000)
+    labels = rng.uniform(size=z.size) < 1 / (1 + np.exp(-z))  # calibrated: p = sigmoid(z)
+    probs = 1 / (1 + np.exp(-z))
+    a, b = metrics.platt_fit(probs, labels)
+    assert a == pytest.approx(1.0, abs=0.05) and b == pytest.approx(0.0, abs=0.05)
+    under = 1 / (1 + np.exp(-(z - 1.0)))  # every probability too low: the fit adds the 1 back
+    a, b = metrics.platt_fit(under, labels)
+    assert a == pytest.approx(1.0, abs=0.05) and b == pytest.approx(1.0, abs=0.07)
+    # regions: ignored (-1) ones are left out, and calibrated ones have a small ECE
+    region_labels = np.where(rng.uniform(size=z.size) < 0.1, -1, labels.astype(int)).reshape(-1, 20)
+    fit = metrics.region_calibration(probs.reshape(-1, 20), region_labels)
+    assert fit["ece"] < 0.03 and fit["platt_a"] == pytest.approx(1.0, abs=0.06)
+    assert metrics.region_calibration(under.reshape(-1, 20), region_labels)["ece"] > 0.1

@@ -7,7 +7,9 @@ The image score is the largest region probability (``model.regions.image_score``
 rule named by ``--score_rule`` (default: the checkpoint's ``meta["score_rule"]``, else
 ``max``). The operating threshold is the one with the highest precision whose recall is at
 least ``--target_recall``; ``--write_threshold`` stores it, the rule, the target and the
-figures in the checkpoint's ``meta`` (where the pipeline reads them). Plots are saved as PNGs next to the
+figures in the checkpoint's ``meta`` (where the pipeline reads them). The report also gives
+the calibration of the region probabilities (ECE and the Platt fit that would calibrate
+them), which is what soft-label distillation passes on. Plots are saved as PNGs next to the
 checkpoint (or in ``--plots``): ``<name>_<split>_pr.png`` (PR curve, operating threshold
 marked), ``_scores.png`` (image-score distribution per class), ``_per_source.png``
 (recall per text source, rejection per non-text source) and ``_errors.png`` (the worst
@@ -80,6 +82,7 @@ def evaluate_predictions(pred: dict, threshold: float | None = None, target_reca
         "at_best_f": metrics.prf_at(scores, labels, metrics.threshold_for_best_f(scores, labels)),
         "average_precision": metrics.average_precision(scores, labels),
         "region_average_precision": metrics.region_average_precision(pred["probs"], pred["labels"]),
+        "region_calibration": metrics.region_calibration(pred["probs"], pred["labels"]),
         "ece": metrics.expected_calibration_error(scores, labels),
         "per_source": metrics.per_source(scores, labels, pred["sources"], threshold),
         **({"recall_by_text_height": metrics.recall_by_bucket(scores, labels, pred["text_heights"], threshold,
@@ -104,6 +107,9 @@ def format_report(figures: dict, title: str) -> str:
         title,
         f"  images {figures['n']} (text {figures['n_text']}), AP {figures['average_precision']:.4f}, "
         f"region AP {figures['region_average_precision']:.4f}, ECE {figures['ece']:.4f}",
+        f"  regions: ECE {figures['region_calibration']['ece']:.4f}, Platt fit sigmoid(a logit p + b) a "
+        f"{figures['region_calibration']['platt_a']:.3f} b {figures['region_calibration']['platt_b']:+.3f} "
+        f"(b > 0: under-confident)",
         f"  {'operating point':<28}{'thr':>8}{'P':>8}{'R':>8}{'F':>8}{'reject':>8}{'FP':>6}{'FN':>6}",
     ]
     for name, row in (("at threshold", a), ("at 0.5", figures["at_0.5"]),

@@ -122,3 +122,29 @@ def region_average_precision(probs: np.ndarray, labels: np.ndarray) -> float:
     probs, labels = np.asarray(probs).reshape(-1), np.asarray(labels).reshape(-1)
     keep = labels >= 0
     return average_precision(probs[keep], labels[keep])
+
+
+def platt_fit(probs: np.ndarray, labels: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """(a, b) of the logistic fit ``sigmoid(a * logit(p) + b)`` of ``labels`` (Newton's method).
+    a = 1, b = 0: already calibrated; b > 0 at a ~ 1: probabilities too low (under-confident)."""
+    p = np.clip(np.asarray(probs, dtype=np.float64).reshape(-1), 1e-6, 1 - 1e-6)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    x = np.stack([np.log(p / (1 - p)), np.ones_like(p)], axis=1)
+    w = np.array([1.0, 0.0])
+    for _ in range(iterations):
+        q = 1.0 / (1.0 + np.exp(-(x @ w)))
+        hessian = (x * (q * (1 - q))[:, None]).T @ x + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, x.T @ (q - y))
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+def region_calibration(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Calibration of the region probabilities (ignored regions left out): their ECE and
+    the Platt fit that would calibrate them on this split."""
+    probs, labels = np.asarray(probs).reshape(-1), np.asarray(labels).reshape(-1)
+    keep = labels >= 0
+    a, b = platt_fit(probs[keep], labels[keep])
+    return {"ece": expected_calibration_error(probs[keep], labels[keep]), "platt_a": a, "platt_b": b}
