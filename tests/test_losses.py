@@ -79,3 +79,32 @@ def test_student_gradients_are_finite_and_reach_every_layer():
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert model.layers[0][0].weight.grad.abs().sum() > 0
+
+
+def test_image_loss_charges_the_decision_and_skips_text_that_left_every_region():
+    from training.losses.image import ImageScoreLoss
+
+    labels = torch.zeros(3, NUM_REGIONS, dtype=torch.long)
+    labels[1, [7, 30]] = 1  # text at both scales
+    batch = make_batch(labels)
+    batch.image_labels = torch.tensor([0, 1, 1])  # image 2: a text record whose text was cropped away
+    logits = torch.full((3, NUM_REGIONS), -6.0)
+    logits[0, 7] = 2.0  # a non-text image with one texture cell: a false positive
+    logits[1, [7, 30]] = 3.0
+    logits.requires_grad_(True)
+    loss = ImageScoreLoss("both_grids")(RegionOutput(logits, torch.zeros(3, NUM_REGIONS, 8)), batch)
+    s0 = (torch.sigmoid(torch.tensor(2.0)) * torch.sigmoid(torch.tensor(-6.0))).sqrt()
+    s1 = torch.sigmoid(torch.tensor(3.0))
+    expected = (-torch.log(1 - s0) - torch.log(s1)) / 2
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert (logits.grad[2] == 0).all()  # left out
+    assert logits.grad[0, 7] > 0 and logits.grad[0, 30] > 0  # push the false positive's cells down
+    assert logits.grad[1, 7] < 0 and logits.grad[1, 30] < 0  # and the text image's up
+    # with max, only the top cell of the false positive is charged
+    logits.grad = None
+    ImageScoreLoss("max")(RegionOutput(logits, torch.zeros(3, NUM_REGIONS, 8)), batch).backward()
+    assert logits.grad[0, 7] > 0 and logits.grad[0, 30] == 0
+    with pytest.raises(ValueError, match="unknown score rule"):
+        ImageScoreLoss("mean")
+    assert "image" in LOSSES and parse_term("image:0.5") == ("image", 0.5)

@@ -68,5 +68,5 @@ def build_objective(specs: Sequence[str], **kwargs) -> Objective:
     return Objective(terms)
 
 
-from training.losses import hard  # noqa: E402,F401  (registers its losses)
+from training.losses import hard, image  # noqa: E402,F401  (register the label losses)
 from training.losses import ab, began, kd  # noqa: E402,F401  (register the distillation losses)
