@@ -5,6 +5,8 @@
 
 Every option of ``TrainConfig`` and ``DataConfig`` is a flag (``--lr``, ``--batch_size``,
 ``--negative_share``, ``--augment.max_rotation``, ``--no-synth.enabled``, ...).
+``--losses hard:1.0 image:0.5`` adds the image-level loss (``training.losses.image``) to
+the hard region labels.
 
 Optimiser: AdamW (lr 2e-3, cosine decay, batches of 16 images of one shape) rather than
 the paper's SGD with batch 1 and lr 1e-4: on a CPU, batches make each epoch several times
