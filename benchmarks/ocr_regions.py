@@ -38,8 +38,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--margin", type=float, default=MARGIN, help="Margin around the regions (image fraction).")
     args = parser.parse_args(argv)
 
-    threshold, score_rule = stored_decision(args.model_path)
-    threshold = args.threshold if args.threshold is not None else threshold
+    threshold, score_rule = stored_decision(args.model_path, threshold=args.threshold)
     handler = StudentModelHandler(args.model_path, num_threads=1)
     model = handler.load_model()
     engines = {mode: make_engine(1, mode) for mode in (WHOLE, REGIONS)}

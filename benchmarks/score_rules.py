@@ -17,17 +17,15 @@ import numpy as np
 import torch
 
 from model.registry import load_checkpoint
-from model.regions import GRIDS, SCORE_RULES
+from model.regions import SCORE_RULES, grid_maxima
 from training import metrics
 from training.config import DataConfig
 from training.evaluate import evaluate_model
 
-FIVE = GRIDS[0] * GRIDS[0]  # the first 25 regions are the 5x5 grid, the last 9 the 3x3 one
-
 RULES = {
     **SCORE_RULES,
     "mean of the top 2": lambda p: np.sort(p, 1)[:, -2:].mean(1),
-    "min(max 5x5, max 3x3)": lambda p: np.minimum(p[:, :FIVE].max(1), p[:, FIVE:].max(1)),
+    "min(max 5x5, max 3x3)": lambda p: np.minimum(*grid_maxima(p)),
 }
 
 

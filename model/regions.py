@@ -135,9 +135,15 @@ def _max_score(p):
     return p.max(-1) if isinstance(p, np.ndarray) else p.amax(-1)
 
 
-def _both_grids_score(p):
+def grid_maxima(p):
+    """(max over the 5x5 cells, max over the 3x3 cells) of (..., NUM_REGIONS) probabilities."""
     five = GRIDS[0] * GRIDS[0]
-    return (_max_score(p[..., :five]) * _max_score(p[..., five:])) ** 0.5
+    return _max_score(p[..., :five]), _max_score(p[..., five:])
+
+
+def _both_grids_score(p):
+    five, three = grid_maxima(p)
+    return (five * three) ** 0.5
 
 
 # Image score from the 34 region probabilities; each works on numpy arrays and torch tensors
@@ -153,6 +159,12 @@ def check_score_rule(rule: str) -> str:
     if rule not in SCORE_RULES:
         raise ValueError(f"unknown score rule {rule!r}; known: {', '.join(SCORE_RULES)}")
     return rule
+
+
+def score_rule_of(meta: dict, override: str | None = None) -> str:
+    """The rule to score with: ``override`` if given, else the one stored in a checkpoint's
+    ``meta`` (the rule its threshold was chosen for), else the paper's max."""
+    return check_score_rule(override or meta.get("score_rule", DEFAULT_SCORE_RULE))
 
 
 def image_score(region_probs, rule: str = DEFAULT_SCORE_RULE):

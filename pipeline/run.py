@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 from model.preprocessing import DEFAULT_PREPROCESS
 from model.onnx_format import read_onnx_meta
-from model.regions import DEFAULT_SCORE_RULE, check_score_rule
+from model.regions import DEFAULT_SCORE_RULE, score_rule_of
 from pipeline.handler import DEFAULT_BATCH_SIZE, default_model_path, read_model_bytes, resolve_model_format
 from pipeline.fingerprint import FingerprintFn
 from pipeline.io import ReadConfig
@@ -83,11 +83,13 @@ def stored_meta(model_path: Optional[str], storage_options=None, model_format: s
     return read_checkpoint(data).get("meta") or {}
 
 
-def stored_decision(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> tuple[float, str]:
-    """(threshold, score rule) saved with the student's weights (chosen on dev); weights
-    without them decide by the paper's max at 0.5."""
-    meta = stored_meta(model_path, storage_options, model_format)
-    return float(meta.get("threshold", 0.5)), check_score_rule(meta.get("score_rule", DEFAULT_SCORE_RULE))
+def stored_decision(model_path: Optional[str], storage_options=None, model_format: str = "torch",
+                    threshold: Optional[float] = None, score_rule: Optional[str] = None) -> tuple[float, str]:
+    """(threshold, score rule): the ones given, else those saved with the student's weights
+    (chosen on dev); weights without them decide by the paper's max at 0.5. The weights are
+    not read when both are given."""
+    meta = {} if threshold is not None and score_rule else stored_meta(model_path, storage_options, model_format)
+    return float(meta.get("threshold", 0.5) if threshold is None else threshold), score_rule_of(meta, score_rule)
 
 
 def stored_threshold(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> float:
@@ -109,9 +111,7 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
     )
     model_format = resolve_model_format(o.model_format, o.model_path)
-    threshold, score_rule = stored_decision(o.model_path, o.storage_options, model_format)
-    threshold = o.threshold if o.threshold is not None else threshold
-    score_rule = check_score_rule(o.score_rule or score_rule)
+    threshold, score_rule = stored_decision(o.model_path, o.storage_options, model_format, o.threshold, o.score_rule)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {threshold}")
     return FilterConfig(

@@ -28,7 +28,7 @@ import torch
 
 from model.preprocessing import target_size
 from model.registry import MODEL_KEYS, load_checkpoint, read_checkpoint, save_checkpoint
-from model.regions import DEFAULT_SCORE_RULE, SCORE_RULES, image_score
+from model.regions import DEFAULT_SCORE_RULE, SCORE_RULES, image_score, score_rule_of
 from training import metrics
 from training.cli import add_config_args, config_from_args
 from training.config import DataConfig
@@ -169,7 +169,7 @@ def main(argv=None) -> dict:
     model, meta = load_checkpoint(args.checkpoint)
     model = model.to(memory_format=torch.channels_last)
     pred = evaluate_model(model, config_from_args(DataConfig, args), args.split, args.batch_size)
-    score_rule = args.score_rule or meta.get("score_rule", DEFAULT_SCORE_RULE)
+    score_rule = score_rule_of(meta, args.score_rule)
     figures = evaluate_predictions(pred, args.threshold, args.target_recall, score_rule)
     print(format_report(figures, f"{args.checkpoint} on {args.split} (image score: {score_rule})"))
 

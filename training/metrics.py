@@ -117,11 +117,16 @@ def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int
     return float(ece)
 
 
-def region_average_precision(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Average precision over all regions, leaving out ignored (-1) regions."""
+def kept_regions(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Region probabilities and labels, flattened, ignored (-1) regions left out."""
     probs, labels = np.asarray(probs).reshape(-1), np.asarray(labels).reshape(-1)
     keep = labels >= 0
-    return average_precision(probs[keep], labels[keep])
+    return probs[keep], labels[keep]
+
+
+def region_average_precision(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision over all regions, leaving out ignored (-1) regions."""
+    return average_precision(*kept_regions(probs, labels))
 
 
 def platt_fit(probs: np.ndarray, labels: np.ndarray, iterations: int = 50) -> tuple[float, float]:
@@ -144,7 +149,6 @@ def platt_fit(probs: np.ndarray, labels: np.ndarray, iterations: int = 50) -> tu
 def region_calibration(probs: np.ndarray, labels: np.ndarray) -> dict:
     """Calibration of the region probabilities (ignored regions left out): their ECE and
     the Platt fit that would calibrate them on this split."""
-    probs, labels = np.asarray(probs).reshape(-1), np.asarray(labels).reshape(-1)
-    keep = labels >= 0
-    a, b = platt_fit(probs[keep], labels[keep])
-    return {"ece": expected_calibration_error(probs[keep], labels[keep]), "platt_a": a, "platt_b": b}
+    probs, labels = kept_regions(probs, labels)
+    a, b = platt_fit(probs, labels)
+    return {"ece": expected_calibration_error(probs, labels), "platt_a": a, "platt_b": b}

@@ -30,9 +30,14 @@ def _pyplot():
     return plt
 
 
+def figure_rule(figures: dict) -> str:
+    """The score rule the figures were computed with."""
+    return figures.get("score_rule", DEFAULT_SCORE_RULE)
+
+
 def figure_scores(pred: dict, figures: dict) -> np.ndarray:
     """Image scores by the rule the figures were computed with."""
-    return image_score(pred["probs"], figures.get("score_rule", DEFAULT_SCORE_RULE))
+    return image_score(pred["probs"], figure_rule(figures))
 
 
 def plot_pr(pred: dict, figures: dict, path: Path) -> Path:
@@ -118,7 +123,7 @@ def plot_errors(pred: dict, figures: dict, image_root: Path, path: Path, n: int 
     region with the highest text probability outlined (where the model looked)."""
     plt = _pyplot()
     threshold = figures["at_threshold"]["threshold"]
-    rule = figures.get("score_rule", DEFAULT_SCORE_RULE)
+    rule = figure_rule(figures)
     rows = list(zip(("false positive", "false negative"), worst_errors(pred, threshold, n, rule)))
     fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.6), squeeze=False)
     for r, (kind, indices) in enumerate(rows):
