@@ -16,6 +16,7 @@ import argparse
 import numpy as np
 import torch
 
+from model.preprocessing import preprocess_from_meta
 from model.registry import load_checkpoint
 from model.regions import SCORE_RULES, grid_maxima
 from training import metrics
@@ -47,11 +48,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--root", default=DataConfig().root)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    model, _ = load_checkpoint(args.checkpoint)
+    model, meta = load_checkpoint(args.checkpoint)
     results = {}
     print(f"{args.checkpoint}: AP, and F / rejection at the thresholds for recall 0.95 and 0.96")
     for split in args.splits:
-        pred = evaluate_model(model, DataConfig(root=args.root), split)
+        pred = evaluate_model(model, DataConfig(root=args.root), split, preprocess=preprocess_from_meta(meta))
         results[split] = rule_figures(pred["probs"], pred["image_labels"])
         for name, fig in results[split].items():
             print(f"  {split:<6}{name:<26} AP {fig['ap']:.4f}   r0.95: F {fig['r0.95']['f1']:.3f} rejection "

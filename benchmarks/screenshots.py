@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.preprocessing import decode_image
+from model.preprocessing import decode_image, preprocess_from_meta, resize_image
 from model.regions import image_score
 from pipeline.handler import StudentModelHandler, default_model_path
-from pipeline.run import stored_decision
+from pipeline.run import decision_of, stored_meta
 
 SIZES = ("1280x800", "1920x1080", "2560x1440", "850x1100", "390x844")
 
@@ -57,19 +57,24 @@ def screenshot(chromium: str, page: Path, size: str, dest: Path, timeout: float 
 
 
 class Scorer:
-    """A student checkpoint loaded once, scoring model-input arrays as the pipeline does
-    (``threshold`` and ``score_rule``: the ones stored with it)."""
+    """A student checkpoint loaded once, scoring images as the pipeline does: resized to the
+    input shape stored with it, decided by its ``threshold`` and ``score_rule``."""
 
     def __init__(self, model_path: str):
         self.handler = StudentModelHandler(model_path)
         self.model = self.handler.load_model()
-        self.threshold, self.score_rule = stored_decision(model_path)
+        meta = stored_meta(model_path)
+        self.threshold, self.score_rule = decision_of(meta)
+        self.preprocess = preprocess_from_meta(meta)
 
-    def scores(self, arrays: list[np.ndarray]) -> np.ndarray:
+    def scores(self, images: list) -> np.ndarray:
+        """Image scores of encoded files (bytes, decoded as the pipeline does) or PIL images."""
+        arrays = (decode_image(x, self.preprocess) if isinstance(x, bytes) else resize_image(x, self.preprocess)
+                  for x in images)
         return np.asarray([float(image_score(self.handler.predict(self.model, [a]), self.score_rule)[0]) for a in arrays])
 
 
-def summarise(scorers: dict[str, Scorer], groups: dict[str, list[np.ndarray]], label: str,
+def summarise(scorers: dict[str, Scorer], groups: dict[str, list], label: str,
               rate: str = "text_rate") -> dict:
     """Print, per group of arrays and scorer, the share called text (median score); return
     ``{(group, scorer name): {"n", rate, "median"}}``."""
@@ -112,8 +117,8 @@ def main(argv=None) -> dict:
     scorers = {os.path.relpath(m): Scorer(m) for m in args.model_path}
     print(f"{len(pages)} pages under {' '.join(args.html_dir)}; share of screenshots called text "
           f"(median score):")
-    decoded = {size: [decode_image(f.read_bytes()) for f in files] for size, files in shots.items()}
-    return summarise(scorers, decoded, "window", rate="recall")  # every screenshot shows text
+    encoded = {size: [f.read_bytes() for f in files] for size, files in shots.items()}
+    return summarise(scorers, encoded, "window", rate="recall")  # every screenshot shows text
 
 
 if __name__ == "__main__":

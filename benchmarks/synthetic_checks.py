@@ -23,7 +23,6 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from benchmarks.common import SHARED_DATA, labelled_images
 from benchmarks.screenshots import Scorer, summarise
-from model.preprocessing import resize_image
 from pipeline.handler import default_model_path
 from training.config import SynthConfig
 from training.synthtext import WORDS, find_fonts
@@ -62,8 +61,8 @@ def noise(rng: random.Random) -> Image.Image:
     return Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(2))
 
 
-def build_kinds(n: int, seed: int, fonts: list[str], photos: list[str]) -> dict[str, list[np.ndarray]]:
-    """{kind: n model-input arrays}; kinds with text first."""
+def build_kinds(n: int, seed: int, fonts: list[str], photos: list[str]) -> dict[str, list[Image.Image]]:
+    """{kind: n images} (each scorer resizes them to its model's input shape); kinds with text first."""
     rng = random.Random(seed)
     kinds = {f"page, {s}-px text (~{s * 256 / 850:.1f} px at input)": [page(rng, fonts, s) for _ in range(n)]
              for s in PAGE_FONT_SIZES}
@@ -73,7 +72,7 @@ def build_kinds(n: int, seed: int, fonts: list[str], photos: list[str]) -> dict[
     kinds["plain colour, no text"] = [plain(rng) for _ in range(n)]
     kinds["gradient, no text"] = [gradient(rng) for _ in range(n)]
     kinds["blurred noise, no text"] = [noise(rng) for _ in range(n)]
-    return {k: [resize_image(img) for img in imgs] for k, imgs in kinds.items()}
+    return kinds
 
 
 def main(argv=None) -> dict:

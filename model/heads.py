@@ -21,9 +21,18 @@ class RegionOutput(NamedTuple):
 
 
 class RegionHead(nn.Module):
-    def __init__(self, in_channels: Sequence[int], embed_dim: int, dropout: float = 0.0):
+    """``shared_mapper``: one mapping layer for every scale (all ``in_channels`` equal)."""
+
+    def __init__(self, in_channels: Sequence[int], embed_dim: int, dropout: float = 0.0,
+                 shared_mapper: bool = False):
         super().__init__()
-        self.mappers = nn.ModuleList(nn.Linear(c, embed_dim) for c in in_channels)
+        if shared_mapper:
+            if len(set(in_channels)) != 1:
+                raise ValueError(f"a shared mapper needs equal channels at every scale, got {tuple(in_channels)}")
+            mapper = nn.Linear(in_channels[0], embed_dim)
+            self.mappers = nn.ModuleList([mapper] * len(in_channels))
+        else:
+            self.mappers = nn.ModuleList(nn.Linear(c, embed_dim) for c in in_channels)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(embed_dim, 1)
 

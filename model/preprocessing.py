@@ -16,10 +16,17 @@ model sees in production is what it saw in training because both call this funct
 - The long edge is rounded to a multiple of ``long_edge_multiple`` (at most a few percent
   of aspect change) so that images of similar shape batch together, and capped at
   ``max_long_edge`` for panoramas; very thin images are padded to ``min_edge``.
+- Or, with ``fixed_long_edge`` (341 for the shipped student), every image becomes
+  ``short_edge`` x ``fixed_long_edge`` in its own orientation (256x341 landscape, 341x256
+  portrait; squares count as landscape): the aspect ratio is not kept, and every batch has
+  one of two shapes. Which of the two a model expects is stored with its weights
+  (``meta["preprocess"]``, ``shape_meta`` / ``preprocess_from_meta``), so training, evaluation
+  and the pipeline resize alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import warnings
@@ -50,16 +57,39 @@ class PreprocessConfig:
     draft_tolerance: float = 0.05  # how far below the target a JPEG draft may decode
     max_pixels: int = 100_000_000
     background: tuple[int, int, int] = (255, 255, 255)
+    fixed_long_edge: int = 0  # > 0: every image short_edge x fixed_long_edge (aspect not kept)
 
 
 DEFAULT_PREPROCESS = PreprocessConfig()
+# The fields that decide the model's input shape: stored with the weights (meta["preprocess"]).
+SHAPE_FIELDS = ("short_edge", "long_edge_multiple", "max_long_edge", "fixed_long_edge")
+
+
+def shape_meta(cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> dict:
+    """The input-shape fields of ``cfg``, as stored in a checkpoint's ``meta["preprocess"]``."""
+    return {name: getattr(cfg, name) for name in SHAPE_FIELDS}
+
+
+def preprocess_from_meta(meta: dict | None, base: PreprocessConfig = DEFAULT_PREPROCESS) -> PreprocessConfig:
+    """``base`` with the input-shape fields a checkpoint's meta stores (weights without
+    them were trained on ``base``'s shapes: short edge 256, aspect kept). Unknown fields are
+    refused, so weights from a newer version never run on the wrong shapes silently."""
+    stored = dict((meta or {}).get("preprocess") or {})
+    unknown = sorted(set(stored) - set(SHAPE_FIELDS))
+    if unknown:
+        raise ValueError(f"the weights ask for preprocessing fields this version does not know: {unknown}")
+    return dataclasses.replace(base, **{k: int(v) for k, v in stored.items()})
 
 
 def target_size(width: int, height: int, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> tuple[int, int]:
     """(width, height) after resizing: short edge ``cfg.short_edge``, aspect kept up to
-    rounding the long edge, long edge capped."""
+    rounding the long edge, long edge capped; or, with ``cfg.fixed_long_edge``, that fixed
+    shape in the image's orientation."""
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"image has no pixels ({width}x{height})")
+    if cfg.fixed_long_edge > 0:
+        short, long_ = cfg.short_edge, cfg.fixed_long_edge
+        return (short, long_) if height > width else (long_, short)
     short, long_ = (width, height) if width <= height else (height, width)
     scale = cfg.short_edge / short
     new_long = long_ * scale

@@ -3,6 +3,17 @@
 The fifth convolution's output is pooled to the 5x5 grid and the sixth's to the 3x3 grid;
 per region, a mapping FC into the space shared with the teacher and a classifier FC
 (``model.heads.RegionHead``). About 0.087M parameters, as in the paper.
+
+Two layouts are in use (both six convolutions, both registered as ``student``; a
+checkpoint's config says which):
+- ``StudentConfig()``: strided convolutions only (2, 2, 2, 2, 1, 2), features at 1/16 and
+  1/32 of the input, 84k parameters (the students shipped until session 6).
+- ``REFERENCE_LAYOUT``: 16-16-32-32-64-64 channels, the first convolution strided, a 2x2
+  max-pool after the second and fourth (features at 1/8 for both grids), one mapping FC
+  shared by both grids: 76.5k parameters (the plain reference of issue 17; ~5-7 ms per
+  256x341 image on one thread, over the product's 3 ms).
+- ``FAST_LAYOUT``: the same channels and head, downsampled earlier (below): 76.5k
+  parameters, ~2.4 ms.
 """
 
 from __future__ import annotations
@@ -24,13 +35,27 @@ class StudentConfig:
     embed_dim: int = 64
     pool: str = "max"
     dropout: float = 0.0
+    pool_after: tuple[int, ...] = ()  # 1-based convolutions followed by a 2x2 max-pool
+    shared_mapper: bool = False  # one mapping FC for both grids (needs equal channels in conv 5 and 6)
 
 
-def conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
+REFERENCE_LAYOUT = dict(channels=(16, 16, 32, 32, 64, 64), strides=(2, 1, 1, 1, 1, 1), pool_after=(2, 4),
+                        shared_mapper=True)
+# The reference's channels and head at 45 % of its multiply-adds (116M instead of 210M at 256x341;
+# ONNX on one thread ~2.4 ms instead of ~5-7 ms): the first convolution's output is max-pooled
+# (1/4), the third convolution is strided (1/8: the 5x5 grid's features), the sixth too (1/16:
+# the 3x3 grid's cells are 85 px wide at the input).
+FAST_LAYOUT = dict(channels=(16, 16, 32, 32, 64, 64), strides=(2, 1, 2, 1, 1, 2), pool_after=(1,),
+                   shared_mapper=True)
+
+
+def conv_bn_relu(cin: int, cout: int, stride: int, pool: bool = False) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU, and optionally a 2x2 max-pool."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
+        *([nn.MaxPool2d(2)] if pool else []),
     )
 
 
@@ -39,12 +64,15 @@ class Student(nn.Module):
         super().__init__()
         if len(config.channels) != 6 or len(config.strides) != 6:
             raise ValueError("the student has exactly six convolution layers")
+        if any(not 1 <= i <= 5 for i in config.pool_after):
+            raise ValueError(f"pool_after {config.pool_after}: max-pools may follow convolutions 1 to 5")
         self.config = config
         chans = (3, *config.channels)
         self.layers = nn.ModuleList(
-            conv_bn_relu(chans[i], chans[i + 1], config.strides[i]) for i in range(6)
+            conv_bn_relu(chans[i], chans[i + 1], config.strides[i], pool=i + 1 in config.pool_after)
+            for i in range(6)
         )
-        self.head = RegionHead(config.channels[-2:], config.embed_dim, config.dropout)
+        self.head = RegionHead(config.channels[-2:], config.embed_dim, config.dropout, config.shared_mapper)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Region feature maps: [(B, C5, 5, 5), (B, C6, 3, 3)]."""

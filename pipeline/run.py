@@ -21,7 +21,7 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from model.preprocessing import DEFAULT_PREPROCESS
+from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, preprocess_from_meta
 from model.onnx_format import read_onnx_meta
 from model.regions import DEFAULT_SCORE_RULE, score_rule_of
 from pipeline.handler import DEFAULT_BATCH_SIZE, default_model_path, read_model_bytes, resolve_model_format
@@ -64,6 +64,7 @@ class FilterConfig:
     ocr: str = "none"
     ocr_mode: str = "whole"
     score_rule: str = DEFAULT_SCORE_RULE
+    preprocess: PreprocessConfig = DEFAULT_PREPROCESS  # input shape of the weights (meta["preprocess"])
 
 
 def stored_meta(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> dict:
@@ -89,6 +90,11 @@ def stored_decision(model_path: Optional[str], storage_options=None, model_forma
     (chosen on dev); weights without them decide by the paper's max at 0.5. The weights are
     not read when both are given."""
     meta = {} if threshold is not None and score_rule else stored_meta(model_path, storage_options, model_format)
+    return decision_of(meta, threshold, score_rule)
+
+
+def decision_of(meta: dict, threshold: Optional[float] = None, score_rule: Optional[str] = None) -> tuple[float, str]:
+    """(threshold, score rule) from the weights' ``meta``, either one overridden when given."""
     return float(meta.get("threshold", 0.5) if threshold is None else threshold), score_rule_of(meta, score_rule)
 
 
@@ -111,7 +117,8 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
     )
     model_format = resolve_model_format(o.model_format, o.model_path)
-    threshold, score_rule = stored_decision(o.model_path, o.storage_options, model_format, o.threshold, o.score_rule)
+    meta = stored_meta(o.model_path, o.storage_options, model_format)
+    threshold, score_rule = decision_of(meta, o.threshold, o.score_rule)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {threshold}")
     return FilterConfig(
@@ -119,13 +126,13 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         model_path=o.model_path, read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
         max_pixels=o.max_pixels, records_per_shard=o.records_per_shard, model_format=model_format, report=o.report,
         input_format=o.input_format, url_field=o.url_field, state=o.state, reprocess=o.reprocess, ocr=o.ocr,
-        ocr_mode=o.ocr_mode,
+        ocr_mode=o.ocr_mode, preprocess=preprocess_from_meta(meta),
     )
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig) -> dict:
     """Add the filter to ``pipeline``; returns the text/non_text/failed record PCollections."""
-    preprocess = dataclasses.replace(DEFAULT_PREPROCESS, max_pixels=config.max_pixels)
+    preprocess = dataclasses.replace(config.preprocess, max_pixels=config.max_pixels)
     so = config.read.storage_options
     items = pipeline | "ReadUris" >> ListInputs(
         config.inputs, config.input_lists, so, input_format=config.input_format, url_field=config.url_field,

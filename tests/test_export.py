@@ -260,11 +260,14 @@ def test_shipped_onnx_is_an_export_of_the_shipped_checkpoint():
     from model import load_checkpoint
     from model.export import exported_probs, torch_probs
     from model.onnx_format import read_onnx_meta
+    from model.preprocessing import preprocess_from_meta
 
     model, meta = load_checkpoint(SHIPPED_PT, expect="student")
     with open(SHIPPED_ONNX, "rb") as f:
         assert read_onnx_meta(f.read()) == json.loads(json.dumps(meta))
-    images = [decode_image(open(os.path.join(SAMPLES, n), "rb").read()) for n in sorted(os.listdir(SAMPLES))[:4]]
+    preprocess = preprocess_from_meta(meta)  # the input shape the weights were trained on
+    images = [decode_image(open(os.path.join(SAMPLES, n), "rb").read(), preprocess)
+              for n in sorted(os.listdir(SAMPLES))[:4]]
     for image in images:
         diff = np.abs(exported_probs(SHIPPED_ONNX, "onnx", [image]) - torch_probs(model.eval(), [image])).max()
         assert diff <= 1e-4

@@ -5,6 +5,8 @@ import torch
 from model import build_model
 from model.preprocessing import to_tensor
 from model.regions import NUM_REGIONS
+from model.registry import load_checkpoint, save_checkpoint
+from model.student import REFERENCE_LAYOUT
 
 
 def n_params(m):
@@ -23,7 +25,41 @@ def test_teacher_parameter_count_and_width():
     assert quarter < full / 10
 
 
-@pytest.mark.parametrize("name,kw", [("student", {}), ("teacher", {"width": 0.125})])
+def test_reference_layout_parameters_and_shared_mapper():
+    model = build_model("student", **REFERENCE_LAYOUT)
+    assert n_params(model) == 76_529  # issue 17's plain reference: 6 convs 16-16-32-32-64-64 + one shared head
+    assert model.head.mappers[0] is model.head.mappers[1]
+    pools = [type(m).__name__ for layer in model.layers for m in layer if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 2
+    # both grids pool features at 1/8 of the input
+    x = torch.randn(1, 3, 256, 344)
+    for layer in model.layers[:5]:
+        x = layer(x)
+    assert tuple(x.shape[-2:]) == (32, 43)
+
+
+def test_reference_layout_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("student", **REFERENCE_LAYOUT).eval()
+    save_checkpoint(tmp_path / "s.pt", model, {"threshold": 0.3})
+    loaded, meta = load_checkpoint(tmp_path / "s.pt", expect="student")
+    assert loaded.head.mappers[0] is loaded.head.mappers[1] and meta["threshold"] == 0.3
+    x = torch.randn(1, 3, 256, 341)
+    with torch.inference_mode():
+        assert torch.equal(model(x).logits, loaded(x).logits)
+
+
+def test_layout_errors_are_clear():
+    with pytest.raises(ValueError, match="pool_after"):
+        build_model("student", pool_after=(6,))
+    with pytest.raises(ValueError, match="shared mapper"):
+        build_model("student", shared_mapper=True)  # default layout: 48 and 64 channels
+
+
+MODELS = [("student", {}), ("student", REFERENCE_LAYOUT), ("teacher", {"width": 0.125})]
+
+
+@pytest.mark.parametrize("name,kw", MODELS)
 @pytest.mark.parametrize("hw", [(256, 352), (256, 256), (416, 256), (32, 2048)])
 def test_output_shapes_any_input_size(name, kw, hw):
     model = build_model(name, **kw).eval()
@@ -35,7 +71,7 @@ def test_output_shapes_any_input_size(name, kw, hw):
     assert [tuple(f.shape[-2:]) for f in feats] == [(5, 5), (3, 3)]
 
 
-@pytest.mark.parametrize("name,kw", [("student", {}), ("teacher", {"width": 0.125})])
+@pytest.mark.parametrize("name,kw", MODELS)
 def test_gradients_are_finite_and_reach_every_parameter(name, kw):
     torch.manual_seed(0)
     model = build_model(name, **kw).train()

@@ -147,3 +147,38 @@ def test_unknown_stored_score_rule_is_refused_before_the_run(student_checkpoint,
     with pytest.raises(ValueError, match="unknown score rule 'mean'"):
         run([*RUNNER, "--output", str(tmp_path / "out"), "--model_path", odd])
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_input_shape_stored_with_the_weights_is_the_one_the_pipeline_feeds(tmp_path):
+    """Weights trained at a fixed 256x341 (meta["preprocess"]) are run on 256x341 / 341x256
+    images by the pipeline, not at its default aspect-kept shapes."""
+    import numpy as np
+    import torch
+
+    from model import build_model, save_checkpoint
+    from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image, shape_meta, to_tensor
+    from model.student import REFERENCE_LAYOUT
+
+    torch.manual_seed(0)
+    model = build_model("student", **REFERENCE_LAYOUT).eval()
+    fixed = PreprocessConfig(fixed_long_edge=341)
+    path = str(tmp_path / "fixed.pt")
+    save_checkpoint(path, model, {"threshold": 0.5, "preprocess": shape_meta(fixed)})
+    out = str(tmp_path / "out")
+    run([*RUNNER, "--output", out, "--model_path", path, "--model_format", "torch"])
+    decided = [r for route in ("text", "non_text") for r in read_outputs(out)[route]]
+    assert len(decided) == len(os.listdir(SAMPLES))
+
+    def regions(uri, cfg):
+        with open(uri, "rb") as f:
+            image = decode_image(f.read(), cfg)
+        with torch.inference_mode():
+            return torch.sigmoid(model(to_tensor(image)).logits)[0, :25].numpy().reshape(5, 5), image.shape
+
+    differs = 0
+    for r in decided:
+        want, shape = regions(r["uri"], fixed)
+        assert shape in ((256, 341, 3), (341, 256, 3))
+        assert np.allclose(r["regions_5x5"], want, atol=1e-4), r["uri"]  # written rounded to 4 places
+        differs += not np.allclose(regions(r["uri"], DEFAULT_PREPROCESS)[0], want, atol=1e-4)
+    assert differs  # the default shapes would have scored differently: the test can tell

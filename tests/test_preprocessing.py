@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from model.preprocessing import (
-    DEFAULT_PREPROCESS, ImageDecodeError, ImageTooLarge, PreprocessConfig, decode_image, target_size, to_tensor,
+    DEFAULT_PREPROCESS, ImageDecodeError, ImageTooLarge, PreprocessConfig, decode_image, preprocess_from_meta,
+    shape_meta, target_size, to_tensor,
 )
 from tests.images import encode, gradient, png_declaring
 
@@ -19,6 +20,31 @@ from tests.images import encode, gradient, png_declaring
 ])
 def test_target_size(size, expected):
     assert target_size(*size) == expected
+
+
+FIXED = PreprocessConfig(fixed_long_edge=341)
+
+
+@pytest.mark.parametrize("size,expected", [
+    ((400, 300), (341, 256)), ((300, 400), (256, 341)), ((256, 256), (341, 256)),  # squares: landscape
+    ((1920, 1080), (341, 256)), ((20000, 1), (341, 256)), ((1, 20000), (256, 341)),
+])
+def test_fixed_shape_keeps_orientation_not_aspect(size, expected):
+    assert target_size(*size, FIXED) == expected
+
+
+def test_fixed_shape_decode_uses_draft_and_orientation():
+    for (w, h), shape in (((1500, 1000), (256, 341, 3)), ((1000, 1500), (341, 256, 3))):
+        assert decode_image(encode(Image.fromarray(gradient(w, h)), "JPEG"), FIXED).shape == shape
+
+
+def test_input_shape_travels_in_meta():
+    assert preprocess_from_meta({}) == DEFAULT_PREPROCESS  # weights from before session 7
+    assert preprocess_from_meta({"preprocess": shape_meta(FIXED)}).fixed_long_edge == 341
+    kept = preprocess_from_meta({"preprocess": shape_meta(FIXED)}, PreprocessConfig(max_pixels=10))
+    assert kept.max_pixels == 10  # only the shape fields come from the weights
+    with pytest.raises(ValueError, match="does not know"):
+        preprocess_from_meta({"preprocess": {"fisheye": 1}})
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA", "LA", "CMYK", "1", "I;16", "I", "F"])

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from model.preprocessing import preprocess_from_meta
 from model.registry import load_checkpoint
 from training import distill
 from training.cli import add_config_args, config_from_args
@@ -90,9 +91,10 @@ def evaluate_row(checkpoint: Path, data_cfg: DataConfig, target_recall: float) -
     cache = checkpoint.with_name(f"{checkpoint.stem}_dev_ablation.json")
     if cache.is_file() and cache.stat().st_mtime >= checkpoint.stat().st_mtime:
         return json.loads(cache.read_text())
-    model, _ = load_checkpoint(checkpoint)
+    model, meta = load_checkpoint(checkpoint)
     figures = evaluate_predictions(evaluate_model(model.to(memory_format=torch.channels_last), data_cfg,
-                                                  data_cfg.eval_split), target_recall=target_recall)
+                                                  data_cfg.eval_split, preprocess=preprocess_from_meta(meta)),
+                                   target_recall=target_recall)
     cache.write_text(json.dumps(figures, indent=2))
     return figures
 

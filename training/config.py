@@ -71,6 +71,15 @@ class DataConfig:
     crop_exclude_suffix: str = "-pseudo"  # sources whose boxes miss text: no crops from them
     epoch_size: int = 0  # draws per epoch; 0 = number of training records
     cache_bytes: bool = True  # keep file bytes in memory (~115 MB for the full set)
+    # Input shape (model.preprocessing): 0 = short edge 256, aspect kept; 341 = every image
+    # 256x341 in its own orientation. Stored with the weights (meta["preprocess"]).
+    fixed_long_edge: int = 0
+    # Cross-source validation (training.crossval): collections (sources without "-pseudo") left
+    # out of training, whatever their split; evaluation is then on them alone. Empty: by split.
+    holdout: tuple[str, ...] = ()
+    # More data roots laid out like ``root`` (labels.jsonl in the same format, paths relative to
+    # that root), e.g. the pool that ``training.collections`` builds; read alongside ``root``.
+    pools: tuple[str, ...] = ()
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
 
@@ -84,7 +93,7 @@ class TrainConfig:
     lr: float = 2e-3
     momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
-    schedule: str = "cosine"  # "cosine" (per step, to lr * min_lr_ratio), "constant" or "plateau" (/10 on a plateau)
+    schedule: str = "cosine"  # "cosine" (per step, to lr * min_lr_ratio), "onecycle", "constant" or "plateau" (/10 on a plateau)
     plateau_tol: float = 0.01  # "plateau": relative improvement of the epoch train loss that counts
     min_lr_ratio: float = 0.05
     warmup_steps: int = 50

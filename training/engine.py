@@ -74,7 +74,18 @@ def lr_at(step: int, progress: float, cfg: TrainConfig, scale: float = 1.0) -> f
     if cfg.schedule == "cosine":
         floor = cfg.min_lr_ratio
         return cfg.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-    raise ValueError(f"unknown schedule {cfg.schedule!r}: use 'cosine', 'constant' or 'plateau'")
+    if cfg.schedule == "onecycle":
+        return cfg.lr * warm * one_cycle(min(progress, 1.0))
+    raise ValueError(f"unknown schedule {cfg.schedule!r}: use 'cosine', 'onecycle', 'constant' or 'plateau'")
+
+
+def one_cycle(progress: float, pct_start: float = 0.3, div_factor: float = 25.0, final_div: float = 1e4) -> float:
+    """PyTorch's ``OneCycleLR`` (cosine annealing, its defaults) as a factor of the peak lr at
+    ``progress`` (0..1): from 1/25 up to 1 over the first 30 %, then down to 1/25 / 1e4."""
+    start, end = 1.0 / div_factor, 1.0 / (div_factor * final_div)
+    if progress < pct_start:
+        return start + (1.0 - start) * 0.5 * (1 - math.cos(math.pi * progress / pct_start))
+    return end + (1.0 - end) * 0.5 * (1 + math.cos(math.pi * (progress - pct_start) / (1 - pct_start)))
 
 
 def plateau_update(state: "LoopState", epoch_loss: float, cfg: TrainConfig) -> bool:

@@ -7,7 +7,8 @@ The image score is the largest region probability (``model.regions.image_score``
 rule named by ``--score_rule`` (default: the checkpoint's ``meta["score_rule"]``, else
 ``max``). The operating threshold is the one with the highest precision whose recall is at
 least ``--target_recall``; ``--write_threshold`` stores it, the rule, the target and the
-figures in the checkpoint's ``meta`` (where the pipeline reads them). The report also gives
+figures in the checkpoint's ``meta`` (where the pipeline reads them); with ``--threshold`` it
+stores that threshold instead (one chosen by another rule, e.g. ``training.crossval threshold``). The report also gives
 the calibration of the region probabilities (ECE and the Platt fit that would calibrate
 them), which is what soft-label distillation passes on. Plots are saved as PNGs next to the
 checkpoint (or in ``--plots``): ``<name>_<split>_pr.png`` (PR curve, operating threshold
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.preprocessing import target_size
+from model.preprocessing import PreprocessConfig, preprocess_from_meta, target_size
 from model.registry import MODEL_KEYS, load_checkpoint, read_checkpoint, save_checkpoint
 from model.regions import DEFAULT_SCORE_RULE, SCORE_RULES, image_score, score_rule_of
 from training import metrics
@@ -90,9 +91,12 @@ def evaluate_predictions(pred: dict, threshold: float | None = None, target_reca
     }
 
 
-def evaluate_model(model: torch.nn.Module, data_cfg: DataConfig, split: str, batch_size: int = 32) -> dict:
-    """``engine.predict`` on every image of ``split``, decoded exactly as the pipeline does."""
-    dataset = TextFilterDataset.for_split(data_cfg, split, train=False)
+def evaluate_model(model: torch.nn.Module, data_cfg: DataConfig, split: str, batch_size: int = 32,
+                   preprocess: PreprocessConfig | None = None) -> dict:
+    """``engine.predict`` on every image of ``split``, decoded exactly as the pipeline does
+    (at ``preprocess``'s input shape: pass the checkpoint's, ``preprocess_from_meta``)."""
+    dataset = TextFilterDataset.for_split(data_cfg, split, train=False,
+                                          **({"preprocess": preprocess} if preprocess else {}))
     if not len(dataset):
         raise ValueError(f"split {split!r} has no records under {data_cfg.root}")
     pred = predict(model, batches(dataset, dataset.items(), batch_size))
@@ -163,12 +167,11 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.num_threads)
-    if args.write_threshold and args.threshold is not None:
-        parser.error("--write_threshold stores the threshold chosen for --target_recall; drop --threshold")
 
     model, meta = load_checkpoint(args.checkpoint)
     model = model.to(memory_format=torch.channels_last)
-    pred = evaluate_model(model, config_from_args(DataConfig, args), args.split, args.batch_size)
+    pred = evaluate_model(model, config_from_args(DataConfig, args), args.split, args.batch_size,
+                          preprocess_from_meta(meta))
     score_rule = score_rule_of(meta, args.score_rule)
     figures = evaluate_predictions(pred, args.threshold, args.target_recall, score_rule)
     print(format_report(figures, f"{args.checkpoint} on {args.split} (image score: {score_rule})"))

@@ -23,7 +23,8 @@ import torch
 
 from model.registry import build_model, config_from_dict, load_checkpoint, read_checkpoint, save_checkpoint
 from training.config import DataConfig, TrainConfig
-from training.data import BalancedSampler, TextFilterDataset, batches
+from model.preprocessing import shape_meta
+from training.data import BalancedSampler, TextFilterDataset, batches, preprocess_of
 from training.engine import (LoopState, Timer, budget_spent, build_discriminator_optimizer, build_optimizer,
                              plateau_update, predict, resolve_device, resume, save_training_checkpoint,
                              seed_everything, train_epoch)
@@ -47,7 +48,7 @@ def parse_model_config(model: str, specs: Sequence[str]) -> dict:
         if isinstance(default, bool):
             value = raw.strip().lower() in ("1", "true", "yes", "on")
         elif isinstance(default, (tuple, list)):
-            value = tuple(ast.literal_eval(raw if "," in raw else raw + ","))
+            value = tuple(ast.literal_eval(raw if "," in raw else raw + ",")) if raw.strip() else ()
         elif isinstance(default, (int, float)):
             value = type(default)(float(raw)) if isinstance(default, int) else float(raw)
         else:
@@ -58,9 +59,11 @@ def parse_model_config(model: str, specs: Sequence[str]) -> dict:
 
 
 def run_meta(stage: str, train_cfg: TrainConfig, data_cfg: DataConfig, history: list, **extra) -> dict:
-    """What a checkpoint records about the run that produced it."""
+    """What a checkpoint records about the run that produced it, including the input shape
+    it trained on (``meta["preprocess"]``: evaluation and the pipeline resize the same way)."""
     return {"stage": stage, "train_config": dataclasses.asdict(train_cfg),
-            "data_config": dataclasses.asdict(data_cfg), "history": history, **extra}
+            "data_config": dataclasses.asdict(data_cfg), "history": history,
+            "preprocess": shape_meta(preprocess_of(data_cfg)), **extra}
 
 
 def load_frozen(path: str, expect: str | None = None, channels_last: bool = True) -> torch.nn.Module:
@@ -82,8 +85,8 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
     ``resume_from``: a training checkpoint (weights, optimisers, loop state) to continue."""
     torch.set_num_threads(train_cfg.num_threads)
     seed_everything(train_cfg.seed)
-    train_set = TextFilterDataset.for_split(data_cfg, data_cfg.train_split, train=True, crop_seed=train_cfg.seed)
-    dev_set = TextFilterDataset.for_split(data_cfg, data_cfg.eval_split, train=False)
+    train_set = TextFilterDataset.for_role(data_cfg, "train", crop_seed=train_cfg.seed)
+    dev_set = TextFilterDataset.for_role(data_cfg, "eval")
     sampler = BalancedSampler(train_set, data_cfg, seed=train_cfg.seed)
     log.info("train %d records (%d with text-free crops, synthetic text %s), %d draws/epoch; dev %d records",
              len(train_set), len(train_set.crops), "on" if train_set.renderer else "off", len(sampler), len(dev_set))

@@ -152,3 +152,31 @@ def region_calibration(probs: np.ndarray, labels: np.ndarray) -> dict:
     probs, labels = kept_regions(probs, labels)
     a, b = platt_fit(probs, labels)
     return {"ece": expected_calibration_error(probs, labels), "platt_a": a, "platt_b": b}
+
+
+def rejection_at_recall(scores: np.ndarray, labels: np.ndarray, target_recall: float = 0.95) -> tuple[float, float]:
+    """(threshold, non-text rejection) at the threshold chosen on these scores for recall >=
+    ``target_recall``: how much non-text a filter keeps from OCR when it must find that
+    share of the text. Threshold-free in the sense that matters for ranking models."""
+    threshold = threshold_for_recall(scores, labels, target_recall)
+    return threshold, prf_at(scores, labels, threshold)["rejection"]
+
+
+def recall_at_rejection(scores: np.ndarray, labels: np.ndarray, target_rejection: float = 0.9) -> tuple[float, float]:
+    """(threshold, text recall) at the lowest threshold that keeps at least
+    ``target_rejection`` of the non-text images below it (scores >= threshold are text)."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
+    negatives = np.sort(scores[~labels])
+    if not len(negatives):
+        return 0.0, 1.0
+    k = int(np.ceil(target_rejection * len(negatives)))  # non-text images that must fall below
+    threshold = float(np.nextafter(negatives[k - 1], np.inf)) if k > 0 else float(negatives[0])
+    recall = float((scores[labels] >= threshold).mean()) if labels.any() else 1.0
+    return threshold, recall
+
+
+def decision_flips(scores: np.ndarray, other: np.ndarray, threshold: float) -> float:
+    """Share of images decided differently by two sets of scores at one threshold (e.g. an
+    image and its JPEG re-encoding)."""
+    a, b = np.asarray(scores) >= threshold, np.asarray(other) >= threshold
+    return float((a != b).mean()) if len(a) else 0.0

@@ -27,6 +27,7 @@ import os
 from training.cli import add_config_args, config_from_args
 from training.config import DataConfig, TrainConfig
 from training.loop import train
+from training.recipes import RECIPES, recipe
 
 log = logging.getLogger("training.train_student")
 
@@ -40,11 +41,35 @@ def build_parser(description: str = __doc__, **defaults) -> argparse.ArgumentPar
     parser.add_argument("--out", default=None, help="path of the final checkpoint (e.g. model/weights/student.pt)")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="continue from a training checkpoint (default: <out_dir>/last.pt)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                        help="start from a named recipe's settings (training.recipes); other flags override them")
     parser.set_defaults(**defaults)
     return parser
 
 
+def settings_argv(settings: dict) -> list[str]:
+    """``{"synth.enabled": "false", "augment.rotate_p": "0.5"}`` as command-line flags, so that
+    ``--set`` changes are typed and checked by the same parser as every other flag."""
+    argv = []
+    for key, value in settings.items():
+        text = str(value).strip()
+        if text.lower() in ("true", "false", "on", "off", "yes", "no") and not text.replace(".", "").isdigit():
+            argv.append(f"--{key}" if text.lower() in ("true", "on", "yes") else f"--no-{key}")
+        else:
+            argv += [f"--{key}", *text.replace(" ", ",").split(",")] if key not in TEXT_LIST_KEYS else \
+                [f"--{key}", *text.split()]
+    return argv
+
+
+# Options whose values are lists of strings that themselves contain commas ("strides=2,1,1").
+TEXT_LIST_KEYS = ("model_config", "losses")
+
+
 def parse(parser: argparse.ArgumentParser, argv=None) -> tuple[argparse.Namespace, TrainConfig, DataConfig, str | None]:
+    known, _ = parser.parse_known_args(argv)
+    if known.recipe:
+        values = recipe(known.recipe)
+        parser.set_defaults(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train_cfg = config_from_args(TrainConfig, args)
@@ -55,7 +80,8 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> tuple[argparse.Namespac
 
 def main(argv=None) -> None:
     args, train_cfg, data_cfg, resume_from = parse(build_parser(), argv)
-    train(train_cfg, data_cfg, out=args.out, resume_from=resume_from, stage="hard")
+    train(train_cfg, data_cfg, out=args.out, resume_from=resume_from, stage="hard",
+          meta_extra={"recipe": args.recipe} if args.recipe else None)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+"""Cross-source validation (training.crossval), the records it selects, the reference recipe
+and the one-cycle schedule, on tiny generated data sets (seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.registry import load_checkpoint
+from training import crossval, metrics
+from training.config import AugmentConfig, DataConfig, SynthConfig, TrainConfig
+from training.data import IMAGE, Item, TextFilterDataset, collection_of, select_records
+from training.engine import lr_at, one_cycle
+from training.train_student import build_parser, parse, settings_argv
+from tests.training_helpers import TINY, make_tiny_dataset
+
+
+def two_collection_root(root: Path) -> str:
+    """The tiny data set with its images spread over collections ``a`` and ``b``, each with
+    text and non-text images (``a``'s text under the source ``a-pseudo``)."""
+    make_tiny_dataset(root)
+    lines = []
+    for i, line in enumerate((root / "labels.jsonl").read_text().splitlines()):
+        record = json.loads(line)
+        collection = "a" if (i // 2) % 2 == 0 else "b"
+        record["source"] = f"{collection}-pseudo" if collection == "a" and record["label"] else collection
+        lines.append(json.dumps(record))
+    (root / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def cv_root(tmp_path_factory) -> str:
+    return two_collection_root(tmp_path_factory.mktemp("cv"))
+
+
+def test_holdout_selects_whole_collections_across_splits(cv_root):
+    cfg = DataConfig(root=cv_root, holdout=("a",))
+    train, held = select_records(cfg, "train"), select_records(cfg, "eval")
+    assert {collection_of(r.source) for r in held} == {"a"} and {r.source for r in held} == {"a", "a-pseudo"}
+    assert {collection_of(r.source) for r in train} == {"b"}
+    assert len(train) + len(held) == 12 and {r.split for r in held} == {"train", "dev"}
+    by_split = DataConfig(root=cv_root)
+    assert {r.split for r in select_records(by_split, "train")} == {"train"}
+    with pytest.raises(ValueError, match="no records"):
+        select_records(DataConfig(root=cv_root, holdout=("nowhere",)), "train")
+
+
+def test_pools_are_read_beside_the_data_root(cv_root, tmp_path):
+    pool = Path(two_collection_root(tmp_path / "pool"))
+    lines = [json.dumps({**json.loads(line), "source": "pooled"})
+             for line in (pool / "labels.jsonl").read_text().splitlines()]
+    (pool / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = DataConfig(root=cv_root, pools=(str(pool),), holdout=("pooled",))
+    held = select_records(cfg, "eval")
+    assert len(held) == 12 and all(Path(r.path).is_absolute() and Path(r.path).is_file() for r in held)
+    ds = TextFilterDataset.for_role(cfg, "eval")
+    assert ds[ds.items()[0]].image.shape[2] == 3  # read from the pool's own folder
+
+
+def test_flip_only_training_decodes_once_and_mirrors_labels(cv_root):
+    cfg = DataConfig(root=cv_root, fixed_long_edge=341, synth=SynthConfig(enabled=False), crop_share=0.0,
+                     augment=AugmentConfig(flip_p=0.5, rotate_p=0, zoom_p=0, jpeg_p=0))
+    ds = TextFilterDataset.for_role(cfg, "train")
+    text = next(i for i, r in enumerate(ds.records) if r.label == 1)
+    seeds = {}
+    for seed in range(40):  # find a seed that flips and one that does not
+        flipped = np.random.default_rng(seed).random() < 0.5
+        seeds.setdefault(flipped, seed)
+    plain, mirrored = ds[Item(IMAGE, text, seeds[False])], ds[Item(IMAGE, text, seeds[True])]
+    assert plain.image.shape == (256, 341, 3) and list(ds.decoded) == [text]
+    assert np.array_equal(mirrored.image, plain.image[:, ::-1])
+    mirror = np.concatenate([plain.labels[:25].reshape(5, 5)[:, ::-1].ravel(),
+                             plain.labels[25:].reshape(3, 3)[:, ::-1].ravel()])
+    assert np.array_equal(mirrored.labels, mirror) and plain.labels.any()
+    rotating = DataConfig(root=cv_root, augment=AugmentConfig(rotate_p=0.5))
+    assert TextFilterDataset.for_role(rotating, "train").decoded is None  # other augmentations: no cache
+
+
+def test_one_cycle_schedule():
+    cfg = TrainConfig(lr=2e-3, schedule="onecycle", warmup_steps=0)
+    assert lr_at(0, 0.0, cfg) == pytest.approx(2e-3 / 25)
+    assert lr_at(0, 0.3, cfg) == pytest.approx(2e-3)
+    assert lr_at(0, 1.0, cfg) == pytest.approx(2e-3 / 25 / 1e4)
+    assert one_cycle(0.15) < one_cycle(0.3) and one_cycle(0.65) < one_cycle(0.3)
+
+
+def test_reference_recipe_and_settings():
+    _, train_cfg, data_cfg, _ = parse(build_parser(), ["--recipe", "reference"])
+    assert (train_cfg.schedule, train_cfg.batch_size, data_cfg.fixed_long_edge) == ("onecycle", 32, 341)
+    assert not data_cfg.synth.enabled and data_cfg.augment.rotate_p == 0 and data_cfg.crop_share == 0
+    argv = settings_argv({"fixed_long_edge": "0", "synth.enabled": "true", "augment.jpeg_quality": "90,95",
+                          "model_config": "strides=2,2,2,2,1,2 pool_after= shared_mapper=false"})
+    _, train_cfg, data_cfg, _ = parse(build_parser(), ["--recipe", "reference", *argv, "--lr", "1e-3"])
+    assert data_cfg.fixed_long_edge == 0 and data_cfg.synth.enabled and data_cfg.augment.jpeg_quality == (90, 95)
+    assert train_cfg.model_config == ("strides=2,2,2,2,1,2", "pool_after=", "shared_mapper=false")
+    assert train_cfg.lr == 1e-3  # flags after the recipe win
+
+
+def test_rejection_and_recall_at_operating_points():
+    labels = np.array([1] * 20 + [0] * 10)
+    scores = np.concatenate([np.linspace(0.5, 1.0, 20), np.linspace(0.0, 0.9, 10)])
+    threshold, rejection = metrics.rejection_at_recall(scores, labels, 0.95)
+    assert (scores[labels == 1] >= threshold).mean() >= 0.95
+    assert rejection == pytest.approx((scores[labels == 0] < threshold).mean())
+    threshold, recall = metrics.recall_at_rejection(scores, labels, 0.9)
+    assert (scores[labels == 0] < threshold).mean() >= 0.9
+    assert recall == pytest.approx((scores[labels == 1] >= threshold).mean())
+    assert metrics.decision_flips(np.array([0.1, 0.6, 0.7]), np.array([0.1, 0.4, 0.8]), 0.5) == pytest.approx(1 / 3)
+
+
+def test_crossval_trains_scores_and_resumes_folds(cv_root, tmp_path):
+    out = tmp_path / "cv"
+    argv = ["run", "--name", "ref", "--recipe", "reference", "--seeds", "0", "--folds", "dev", "a",
+            "--out_dir", str(out), "--num_threads", "1", "--num_workers", "0",
+            "--set", "epochs=1", "--extra", "--root", cv_root, *TINY]
+    crossval.main(argv)
+    result = json.loads((out / "ref" / "a-s0" / "result.json").read_text())
+    fig = result["rules"]["max"]
+    assert (fig["n_text"], fig["n_non_text"]) == (3, 3)  # collection a: text in a-pseudo, both splits
+    assert 0 <= fig["reject@r95"] <= 1 and 0 <= fig["jpeg95_flips"] <= 1 and set(result["rules"]) == {"max", "both_grids"}
+    model, meta = load_checkpoint(out / "ref" / "a-s0" / "student.pt")
+    assert tuple(meta["data_config"]["holdout"]) == ("a",) and meta["preprocess"]["fixed_long_edge"] == 341
+    assert meta["recipe"] == "reference" and sum(p.numel() for p in model.parameters()) == 76_529
+    scores = np.load(out / "ref" / "a-s0" / "scores.npz")
+    assert scores["probs"].shape == scores["probs_jpeg95"].shape == (6, 34)
+
+    stamp = (out / "ref" / "a-s0" / "student.pt").stat().st_mtime_ns
+    crossval.main(argv)  # finished folds are not trained again
+    assert (out / "ref" / "a-s0" / "student.pt").stat().st_mtime_ns == stamp
+    summary = crossval.add_pooled(crossval.summarise(crossval.load_results(out)), out)
+    assert summary["ref"]["source_folds"] == ["a"] and summary["ref"]["n_complete_seeds"] == 1
+    assert summary["ref"]["pooled"]["ap"] == pytest.approx(fig["ap"])  # one source fold: pooled = that fold
+    table = crossval.markdown_table(summary)
+    assert table.splitlines()[2].startswith("| ref | 1 |") and "dev" in table.splitlines()[0]
