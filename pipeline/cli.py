@@ -108,10 +108,11 @@ def uses_job_server(runner: Optional[str]) -> bool:
 def check_flags(argv: Sequence[str]) -> None:
     """Raise ``UsageError`` for a flag that neither textfilter nor Beam knows (with the
     nearest known flag), or a value without a flag."""
+    # Resolving the runner imports its module, which registers the options it defines.
+    job_server = uses_job_server(PipelineOptions(list(argv)).view_as(StandardOptions).runner)
     parser = beam_parser()
-    known, unknown = parser.parse_known_args(list(argv))
+    _, unknown = parser.parse_known_args(list(argv))
     known_flags = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]  # noqa: SLF001
-    job_server = None  # resolved only when needed: it imports the runner
     problems = []
     i = 0
     while i < len(unknown):
@@ -126,8 +127,6 @@ def check_flags(argv: Sequence[str]) -> None:
         if "=" not in arg and i < len(unknown) and not unknown[i].startswith("-"):
             i += 1  # the unknown flag's value
         nearest = difflib.get_close_matches(name, known_flags, n=1)
-        if job_server is None:
-            job_server = uses_job_server(known.runner)
         close = nearest and difflib.SequenceMatcher(None, name, nearest[0]).ratio() >= NEAR_MISS_CUTOFF
         if job_server and not close:
             continue  # the job server's to judge (Beam logs that it could not parse it)

@@ -240,18 +240,19 @@ def runs_on_this_machine(options: PipelineOptions, test_pipeline=None) -> bool:
     return name.lower().removesuffix("runner") in IN_PROCESS_RUNNERS
 
 
-def progress_of(config: FilterConfig, options: PipelineOptions, test_pipeline=None):
-    """(context manager reporting progress while the run lasts, its tally folder or None)."""
+@contextlib.contextmanager
+def reporting_progress(config: FilterConfig, options: PipelineOptions, test_pipeline=None):
+    """Yields the folder the pipeline's ``Tally`` steps write to, and reports progress from
+    it while the block lasts; yields None (no tallies) with ``--progress none`` or on a
+    runner whose workers do not share this machine (Dataflow: the Beam metrics)."""
     if config.progress == "none" or not runs_on_this_machine(options, test_pipeline):
-        return contextlib.nullcontext(), None
-    folder = tempfile.TemporaryDirectory(prefix="textfilter-progress-")
+        yield None
+        return
     total_known = not config.state and all(
         fmt != "tar" for fmt, _ in sources(config.inputs, config.input_lists, config.input_format))
-    reporter = ProgressReporter(folder.name, config.progress, config.progress_interval, total_known)
-    stack = contextlib.ExitStack()
-    stack.enter_context(folder)
-    stack.enter_context(reporter)
-    return stack, folder.name
+    with tempfile.TemporaryDirectory(prefix="textfilter-progress-") as folder, \
+            ProgressReporter(folder, config.progress, config.progress_interval, total_known):
+        yield folder
 
 
 def run(argv=None, save_main_session: bool = True, test_pipeline=None) -> dict:
@@ -271,8 +272,7 @@ def run(argv=None, save_main_session: bool = True, test_pipeline=None) -> dict:
     config = config_from_options(options)
     start = time.perf_counter()
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    progress, progress_dir = progress_of(config, options, test_pipeline)
-    with progress:
+    with reporting_progress(config, options, test_pipeline) as progress_dir:
         build_pipeline(pipeline, config, progress_dir)
         result = pipeline.run()
         result.wait_until_finish()
