@@ -182,8 +182,9 @@ def _fmt(value, digits: int = 1) -> str:
     return f"{value:,}"
 
 
-def histogram_svg(data: ReportData, width: int = 1100, height: int = 260) -> str:
-    """The score histogram as inline SVG: text and non-text stacked per bin."""
+def histogram_svg(data: ReportData, score_rule: Optional[str] = None, width: int = 1100, height: int = 260) -> str:
+    """The score histogram as inline SVG: text and non-text stacked per bin; the axis names
+    the rule that made the image scores."""
     left, right, top, bottom = 50, 10, 26, 36
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [data.histogram[TEXT][i] + data.histogram[NON_TEXT][i] for i in range(HIST_BINS)]
@@ -220,7 +221,7 @@ def histogram_svg(data: ReportData, width: int = 1100, height: int = 260) -> str
     parts.append(f'<text x="{label_x:.1f}" y="{top - 15}" text-anchor="{anchor}" style="font-weight:600">'
                  f'threshold {data.threshold:.4g}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">image score '
-                 f'(largest region probability)</text>')
+                 f'(score rule {_e(score_rule or "unknown")})</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -309,7 +310,7 @@ def render(data: ReportData, summary: Mapping, thumbs: Mapping[str, list]) -> st
         "</div>",
         f"<div class='bar'>{bar}</div><div class='muted' style='margin-top:4px'>{legend}</div>",
         "<h2>Score histogram</h2>",
-        f"<div class='card'>{histogram_svg(data)}<div class='muted'><span style='color:{COLORS[TEXT]}'>&#9632;</span>"
+        f"<div class='card'>{histogram_svg(data, summary.get('score_rule'))}<div class='muted'><span style='color:{COLORS[TEXT]}'>&#9632;</span>"
         f" text <span style='color:{COLORS[NON_TEXT]}'>&#9632;</span> non_text, stacked; bins of {1 / HIST_BINS:g}"
         "</div></div>",
         failures_html(data),

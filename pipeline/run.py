@@ -11,10 +11,12 @@ Every input URI ends in exactly one of ``text``, ``non_text`` and ``failed``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -24,11 +26,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, preprocess_from_meta
 from model.onnx_format import read_onnx_meta
 from model.regions import DEFAULT_SCORE_RULE, score_rule_of
+from pipeline.cli import check_flags, print_help
 from pipeline.handler import DEFAULT_BATCH_SIZE, default_model_path, read_model_bytes, resolve_model_format
 from pipeline.fingerprint import FingerprintFn
 from pipeline.io import ReadConfig
 from pipeline.logs import install_redaction
 from pipeline.options import SAMPLES_DIR, TextFilterOptions
+from pipeline.progress import ProgressReporter, Tally
 from pipeline.records import FAILED, NON_TEXT, ROUTES, TEXT
 from pipeline.sinks import OcrInbox, WriteManifests, write_atomically
 from pipeline.sources import ExpandShards, ListInputs, check_source, sources
@@ -65,6 +69,8 @@ class FilterConfig:
     ocr_mode: str = "whole"
     score_rule: str = DEFAULT_SCORE_RULE
     preprocess: PreprocessConfig = DEFAULT_PREPROCESS  # input shape of the weights (meta["preprocess"])
+    progress: str = "log"
+    progress_interval: float = 30.0
 
 
 def stored_meta(model_path: Optional[str], storage_options=None, model_format: str = "torch") -> dict:
@@ -111,6 +117,8 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         inputs = (SAMPLES_DIR,)
     for source in sources(inputs, input_lists, o.input_format):
         check_source(source, o.url_field, o.storage_options)
+    if o.progress_interval <= 0:
+        raise ValueError(f"--progress_interval must be positive, got {o.progress_interval}")
     if o.reprocess and not o.state:
         raise ValueError("--reprocess needs --state (without --state every input is decided anyway)")
     read = ReadConfig(
@@ -126,16 +134,20 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         model_path=o.model_path, read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
         max_pixels=o.max_pixels, records_per_shard=o.records_per_shard, model_format=model_format, report=o.report,
         input_format=o.input_format, url_field=o.url_field, state=o.state, reprocess=o.reprocess, ocr=o.ocr,
-        ocr_mode=o.ocr_mode, preprocess=preprocess_from_meta(meta),
+        ocr_mode=o.ocr_mode, preprocess=preprocess_from_meta(meta), progress=o.progress,
+        progress_interval=o.progress_interval,
     )
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig) -> dict:
-    """Add the filter to ``pipeline``; returns the text/non_text/failed record PCollections."""
+def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig, progress_dir: Optional[str] = None) -> dict:
+    """Add the filter to ``pipeline``; returns the text/non_text/failed record PCollections.
+    With ``progress_dir`` (a local folder), listed inputs and outputs are tallied there for
+    ``pipeline.progress.ProgressReporter``."""
     preprocess = dataclasses.replace(config.preprocess, max_pixels=config.max_pixels)
     so = config.read.storage_options
     items = pipeline | "ReadUris" >> ListInputs(
         config.inputs, config.input_lists, so, input_format=config.input_format, url_field=config.url_field,
+        progress_dir=progress_dir,
     )
     store = StateStore(config.state, so) if config.state else None
     if store:  # skip what an earlier run decided: unchanged images, and unchanged tar shards unread
@@ -159,6 +171,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig) -> dict:
         failed.append(inbox_failed)
     outputs = {TEXT: text, NON_TEXT: routes[NON_TEXT], FAILED: failed | "AllFailures" >> beam.Flatten()}
     published = outputs | "WriteManifests" >> WriteManifests(config.output, so, config.records_per_shard)
+    if progress_dir:
+        for route, records in outputs.items():
+            records | f"Tally_{route}" >> Tally(progress_dir, route)
     if store:  # after the manifests are published: a crashed run never marks an image as done
         decided_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         decisions = {"carried": carried, "processed": items, TEXT: text, NON_TEXT: routes[NON_TEXT], "shards": shards_read}
@@ -217,13 +232,46 @@ def summary_line(summary: dict) -> str:
     return (
         f"textfilter: {summary['images']} images -> {summary[TEXT]} text, {summary[NON_TEXT]} non_text, "
         f"{summary[FAILED]} failed{skipped} in {summary['seconds']:.1f} s ({summary['images_per_second'] or 0:.1f} img/s); "
+        f"score rule {summary['score_rule']}, threshold {summary['threshold']:.4g}; "
         f"outputs: {', '.join(summary['outputs'].values())}"
     )
 
 
+IN_PROCESS_RUNNERS = ("fnapi", "direct", "bundlebaseddirect", "switchingdirect")
+
+
+def runs_on_this_machine(options: PipelineOptions, test_pipeline=None) -> bool:
+    """Whether the workers share the driver's disk: the in-process runners (FnApiRunner,
+    its multi_processing mode, the DirectRunner), which report metrics only at the end."""
+    runner = test_pipeline.runner if test_pipeline is not None else options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return name.lower().removesuffix("runner") in IN_PROCESS_RUNNERS
+
+
+@contextlib.contextmanager
+def reporting_progress(config: FilterConfig, options: PipelineOptions, test_pipeline=None):
+    """Yields the folder the pipeline's ``Tally`` steps write to, and reports progress from
+    it while the block lasts; yields None (no tallies) with ``--progress none`` or on a
+    runner whose workers do not share this machine (Dataflow: the Beam metrics)."""
+    if config.progress == "none" or not runs_on_this_machine(options, test_pipeline):
+        yield None
+        return
+    total_known = not config.state and all(
+        fmt != "tar" for fmt, _ in sources(config.inputs, config.input_lists, config.input_format))
+    with tempfile.TemporaryDirectory(prefix="textfilter-progress-") as folder, \
+            ProgressReporter(folder, config.progress, config.progress_interval, total_known):
+        yield folder
+
+
 def run(argv=None, save_main_session: bool = True, test_pipeline=None) -> dict:
-    """Run the filter; returns the run summary (also written to OUTPUT/summary.json)."""
+    """Run the filter; returns the run summary (also written to OUTPUT/summary.json).
+    ``--help`` prints the flags and exits; a flag that neither textfilter nor Beam knows,
+    or a local input that does not exist, raises ``ValueError`` before anything is read."""
     install_redaction()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if print_help(argv):
+        raise SystemExit(0)
+    check_flags(argv)
     options = PipelineOptions(argv)
     options.view_as(SetupOptions).save_main_session = save_main_session
     standard = options.view_as(StandardOptions)
@@ -232,9 +280,10 @@ def run(argv=None, save_main_session: bool = True, test_pipeline=None) -> dict:
     config = config_from_options(options)
     start = time.perf_counter()
     pipeline = test_pipeline or beam.Pipeline(options=options)
-    build_pipeline(pipeline, config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with reporting_progress(config, options, test_pipeline) as progress_dir:
+        build_pipeline(pipeline, config, progress_dir)
+        result = pipeline.run()
+        result.wait_until_finish()
     seconds = time.perf_counter() - start
     counts = metric_counts(result) or manifest_counts(config)
     summary = summarize(config, counts, seconds)

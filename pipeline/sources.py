@@ -13,17 +13,19 @@ import csv
 import io as _io
 import json
 import logging
+import os
 import re
 from typing import Iterator, Mapping, Optional
 
 import apache_beam as beam
 
 from pipeline.fingerprint import fingerprint
-from pipeline.io import list_pattern, read_uri_list
+from pipeline.io import has_glob, list_pattern, read_uri_list
 from pipeline.items import InputItem
+from pipeline.progress import LISTED, Tally
 from pipeline.records import FAILED
 from pipeline.tar import SHARDS, ExpandShardsFn
-from pipeline.uris import filesystem, redact_uri
+from pipeline.uris import filesystem, is_local, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +109,17 @@ def _column(f, fmt: str, field: str, uri: str) -> Iterator:
 
 
 def check_source(source: tuple[str, str], url_field: str = "url", storage_options: Optional[Mapping] = None) -> None:
-    """Fail early, on the driver, for a list or manifest that does not exist or a CSV /
-    Parquet manifest without the ``url_field`` column (raises FileNotFoundError / ValueError)."""
+    """Fail early, on the driver, for a local file or folder, list or manifest that does not
+    exist, or a CSV / Parquet manifest without the ``url_field`` column (raises
+    FileNotFoundError / ValueError). A glob that matches nothing is no error (a nightly crawl
+    may have nothing new), nor is a remote URL (reading it decides) or a missing shard of a
+    WebDataset range."""
     fmt, value = source
+    if fmt in ("glob", "tar"):  # a shard of a range that is missing is a failed record
+        literal = not has_glob(value) and not (fmt == "tar" and _BRACES.search(value))
+        if literal and is_local(value) and not os.path.lexists(filesystem(value)[1]):
+            raise FileNotFoundError(f"--input {value} does not exist (no such file or folder)")
+        return
     if fmt not in ("list",) + MANIFEST_FORMATS:
         return
     fs, path = filesystem(value, storage_options)
@@ -148,22 +158,26 @@ def sources(inputs=(), input_lists=(), input_format: str = "auto") -> list[tuple
 
 class ListInputs(beam.PTransform):
     """Inputs of any format -> InputItems, reshuffled; tar shards are items with
-    ``shard=True`` (see ``ExpandShards``)."""
+    ``shard=True`` (see ``ExpandShards``). With ``progress_dir``, the listed items are
+    tallied (``pipeline.progress``) before they are spread."""
 
     def __init__(self, patterns=(), list_files=(), storage_options: Mapping | None = None, *,
-                 input_format: str = "auto", url_field: str = "url"):
+                 input_format: str = "auto", url_field: str = "url", progress_dir: Optional[str] = None):
         super().__init__()
         self.sources = sources(patterns, list_files, input_format)
         self.storage_options = dict(storage_options or {})
         self.url_field = url_field
+        self.progress_dir = progress_dir
 
     def expand(self, pbegin):
-        return (
+        listed = (
             pbegin
             | "Sources" >> beam.Create(self.sources)
             | "ExpandSources" >> beam.FlatMap(expand_source, self.url_field, self.storage_options)
-            | "Spread" >> beam.Reshuffle()
         )
+        if self.progress_dir:
+            listed | "TallyListed" >> Tally(self.progress_dir, LISTED)
+        return listed | "Spread" >> beam.Reshuffle()
 
 
 class ExpandShards(beam.PTransform):

@@ -216,6 +216,20 @@ def test_evaluate_writes_all_plots(tiny_root, tmp_path, student_checkpoint):
     assert figures["at_best_f"]["f1"] >= max(figures["at_threshold"]["f1"], figures["at_0.5"]["f1"])
 
 
+def test_evaluate_writes_under_runs_by_default_never_next_to_the_weights(tiny_root, tmp_path, student_checkpoint,
+                                                                          monkeypatch):
+    from training import evaluate
+
+    monkeypatch.chdir(tmp_path)
+    weights = Path(student_checkpoint).parent
+    before = sorted(p.name for p in weights.iterdir())
+    evaluate.main(["--checkpoint", student_checkpoint, "--root", tiny_root])
+    stem = Path(student_checkpoint).stem
+    assert (tmp_path / "runs" / "eval" / stem / f"{stem}_dev_eval.json").is_file()
+    assert (tmp_path / "runs" / "eval" / stem / f"{stem}_dev_scores.png").is_file()
+    assert sorted(p.name for p in weights.iterdir()) == before
+
+
 def test_ablation_trains_missing_rows_and_writes_table(tiny_teacher, tiny_root, tmp_path):
     from training import ablation
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -104,11 +105,16 @@ def test_multiple_shards(student_checkpoint, tmp_path):
     assert len(read_outputs(out)["text"]) == len(os.listdir(SAMPLES))
 
 
-def test_multi_processing_direct_running_mode(mixed_folder, student_checkpoint, tmp_path):
+def test_multi_processing_direct_running_mode(mixed_folder, student_checkpoint, tmp_path, capsys):
     out = str(tmp_path / "out")
     run([*RUNNER, "--direct_running_mode=multi_processing", "--direct_num_workers=2",
-         "--input", mixed_folder["dir"], "--output", out, "--model_path", student_checkpoint])
-    assert_conserved(read_outputs(out), mixed_folder["good"] + mixed_folder["bad"])
+         "--input", mixed_folder["dir"], "--output", out, "--model_path", student_checkpoint,
+         "--progress_interval", "0.2"])
+    inputs = mixed_folder["good"] + mixed_folder["bad"]
+    assert_conserved(read_outputs(out), inputs)
+    # progress from the worker processes reaches the driver while the run lasts
+    decided = [int(m[1]) for m in re.finditer(r"^textfilter: (\d+) images decided", capsys.readouterr().err, re.M)]
+    assert decided and max(decided) > 0 and decided == sorted(decided) and decided[-1] <= len(inputs)
 
 
 def _grid_maxima(record) -> tuple[float, float]:

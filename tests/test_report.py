@@ -85,6 +85,7 @@ def test_report_counts_histogram_and_throughput(large_run):
     assert "19.8" in text and "12.5 s" in text  # images/s and wall time
     assert page.count("<svg") == 1 and "threshold 0.6" in page
     assert re.search(r"threshold\s+0\.6\s+\(both_grids\)", text)  # the card: the rule it belongs to
+    assert "image score (score rule both_grids)" in page  # the histogram's axis names the rule too
     bars = re.findall(r"<title>(text|non_text) [0-9.]+-[0-9.]+: (\d+)</title>", page)
     assert sum(int(n) for route, n in bars if route == "text") == 130
     assert sum(int(n) for route, n in bars if route == "non_text") == 110

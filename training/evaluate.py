@@ -10,8 +10,9 @@ least ``--target_recall``; ``--write_threshold`` stores it, the rule, the target
 figures in the checkpoint's ``meta`` (where the pipeline reads them); with ``--threshold`` it
 stores that threshold instead (one chosen by another rule, e.g. ``training.crossval threshold``). The report also gives
 the calibration of the region probabilities (ECE and the Platt fit that would calibrate
-them), which is what soft-label distillation passes on. Plots are saved as PNGs next to the
-checkpoint (or in ``--plots``): ``<name>_<split>_pr.png`` (PR curve, operating threshold
+them), which is what soft-label distillation passes on. Plots are saved as PNGs in ``--plots``
+(default ``runs/eval/<checkpoint name>/``, never next to the shipped weights):
+``<name>_<split>_pr.png`` (PR curve, operating threshold
 marked), ``_scores.png`` (image-score distribution per class), ``_per_source.png``
 (recall per text source, rejection per non-text source) and ``_errors.png`` (the worst
 false positives and false negatives, their top region outlined); the figures as JSON.
@@ -160,7 +161,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--score_rule", choices=tuple(SCORE_RULES), default=None,
                         help="image score from the region probabilities (default: the checkpoint's, else max)")
     parser.add_argument("--write_threshold", action="store_true")
-    parser.add_argument("--plots", default=None, help="folder for the PNGs and JSON (default: next to the checkpoint)")
+    parser.add_argument("--plots", default=None, help="folder for the PNGs and JSON (default: runs/eval/<checkpoint name>)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--num_threads", type=int, default=1)
     add_config_args(parser, DataConfig)
@@ -177,7 +178,7 @@ def main(argv=None) -> dict:
     print(format_report(figures, f"{args.checkpoint} on {args.split} (image score: {score_rule})"))
 
     ckpt = Path(args.checkpoint)
-    out_dir = Path(args.plots) if args.plots else ckpt.parent
+    out_dir = Path(args.plots) if args.plots else Path("runs", "eval", ckpt.stem)
     stem = f"{ckpt.stem}_{args.split}"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = save_plots(pred, figures, out_dir, stem, image_root=Path(args.root))

@@ -55,7 +55,7 @@ def plot_pr(pred: dict, figures: dict, path: Path) -> Path:
             label=f"0.5: P {h['precision']:.3f} R {h['recall']:.3f}")
     ax.axvline(figures["target_recall"], color="C3", ls=":", lw=1)
     ax.set(xlabel="recall (text images)", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01),
-           title=f"PR curve, {figures['n']} images ({figures['n_text']} text)")
+           title=f"PR curve, {figures['n']} images ({figures['n_text']} text), score rule {figure_rule(figures)}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     return _save(fig, path, plt)
@@ -71,7 +71,7 @@ def plot_scores(pred: dict, figures: dict, path: Path) -> Path:
     ax.hist(scores[labels], bins=bins, alpha=0.6, label=f"text ({int(labels.sum())})")
     ax.hist(scores[~labels], bins=bins, alpha=0.6, label=f"non-text ({int((~labels).sum())})")
     ax.axvline(a["threshold"], color="C3", ls="--", label=f"threshold {a['threshold']:.3f}")
-    ax.set(xlabel="image score (max region probability)", ylabel="images (log)", yscale="log",
+    ax.set(xlabel=f"image score (score rule {figure_rule(figures)})", ylabel="images (log)", yscale="log",
            title="score distribution per class")
     ax.legend(fontsize=8)
     return _save(fig, path, plt)
@@ -92,7 +92,7 @@ def plot_per_source(figures: dict, path: Path) -> Path:
     ax.set_yticks(range(len(rows)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set(xlim=(0, 1.0), xlabel="rate at the operating threshold",
-           title=f"per source at threshold {figures['at_threshold']['threshold']:.3f}: "
+           title=f"per source at threshold {figures['at_threshold']['threshold']:.3f} ({figure_rule(figures)}): "
                  "recall (text, blue) / rejection (non-text, orange)")
     ax.title.set_fontsize(9)
     ax.grid(axis="x", alpha=0.3)
@@ -144,7 +144,8 @@ def plot_errors(pred: dict, figures: dict, image_root: Path, path: Path, n: int 
             ax.set_title(f"{float(image_score(probs, rule)):.3f} {pred['sources'][i]}", fontsize=7)
         axes[r][0].text(-0.08, 0.5, f"{kind}s ({len(indices)} shown)", transform=axes[r][0].transAxes,
                         rotation=90, va="center", ha="right", fontsize=8)
-    fig.suptitle(f"worst errors at threshold {threshold:.3f} (score, source; red: top region)", fontsize=9)
+    fig.suptitle(f"worst errors at threshold {threshold:.3f}, score rule {rule} (score, source; red: top region)",
+                 fontsize=9)
     return _save(fig, path, plt)
 
 
