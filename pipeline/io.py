@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional, TypeVar
 
 from pipeline.tar import read_member, split_member_uri
-from pipeline.uris import LOCAL_PROTOCOLS, filesystem, get_protocol, is_local, local_uri, redact_uri
+from pipeline.uris import LOCAL_PROTOCOLS, filesystem, get_protocol, is_local, local_uri, printable, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def list_pattern(pattern: str, storage_options: Mapping | None = None) -> Iterat
         if not matches and fs.isfile(path):
             found, matches = {}, [path]
         if not matches:
-            log.warning("pattern %s matched no files", redact_uri(pattern))
+            log.warning("pattern %s matched no files", printable(redact_uri(pattern)))
         for match in matches:
             yield full(match), found.get(match)
     elif fs.isdir(path):

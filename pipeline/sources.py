@@ -84,7 +84,7 @@ def read_manifest_urls(uri: str, fmt: str, url_field: str = "url",
             else:
                 missing += 1
     if missing:
-        log.warning("%s: %d rows without a %r value skipped", redact_uri(uri), missing, url_field)
+        log.warning("%s: %d rows without a %r value skipped", printable(redact_uri(uri)), missing, url_field)
 
 
 def _column(f, fmt: str, field: str, uri: str) -> Iterator[tuple[str, object]]:
@@ -170,7 +170,8 @@ def listed_item(name, list_uri: Optional[str] = None, where: Optional[str] = Non
         reason = str(e) if isinstance(name, ValueError) else f"not valid UTF-8 text ({e})"
         if list_uri is None:
             return InputItem(printable(name), error=reason)
-        return InputItem(f"{list_uri}#{where}", error=f"{where.replace('=', ' ')} of {redact_uri(list_uri)}: {reason}")
+        line = where.replace("=", " ")
+        return InputItem(f"{listed_item(list_uri).uri}#{where}", error=f"{line} of {printable(redact_uri(list_uri))}: {reason}")
 
 
 def sources(inputs=(), input_lists=(), input_format: str = "auto") -> list[tuple[str, str]]:
