@@ -64,7 +64,7 @@ class FingerprintFn(beam.DoFn):
 
     def process(self, element):
         item = as_item(element)
-        if item.fingerprint is None and item.data is None:
+        if item.fingerprint is None and item.data is None and item.error is None:
             item = item._replace(fingerprint=info_fingerprint(item.uri, self.storage_options))
         if item.fingerprint is None:
             self.unknown.inc()

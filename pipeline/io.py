@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Optional, TypeVar
 
 from pipeline.tar import read_member, split_member_uri
-from pipeline.uris import filesystem, get_protocol, is_local, redact_uri
+from pipeline.uris import LOCAL_PROTOCOLS, filesystem, get_protocol, is_local, local_uri, printable, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ def has_glob(pattern: str) -> bool:
 
 def expand_pattern(pattern: str, storage_options: Mapping | None = None) -> Iterator[str]:
     """URIs named by ``pattern``: a glob, a folder (every file below it, hidden ones
-    skipped), or a single file or URL (yielded as it is; reading it reports any error)."""
+    skipped), or a single file or URL (yielded as it is; reading it reports any error).
+    A listed local file whose name is not UTF-8 is named by its ``file://`` URI
+    (``pipeline.uris.local_uri``)."""
     for uri, _ in list_pattern(pattern, storage_options):
         yield uri
 
@@ -85,7 +87,7 @@ def list_pattern(pattern: str, storage_options: Mapping | None = None) -> Iterat
     fs, path = filesystem(pattern, storage_options)
 
     def full(p: str) -> str:
-        return p if protocol in ("file", "local") else fs.unstrip_protocol(p)
+        return local_uri(p) if protocol in LOCAL_PROTOCOLS else fs.unstrip_protocol(p)
 
     if has_glob(pattern):
         # Like a shell, a wildcard does not match hidden names (.tmp files, .DS_Store),
@@ -96,7 +98,7 @@ def list_pattern(pattern: str, storage_options: Mapping | None = None) -> Iterat
         if not matches and fs.isfile(path):
             found, matches = {}, [path]
         if not matches:
-            log.warning("pattern %s matched no files", redact_uri(pattern))
+            log.warning("pattern %s matched no files", printable(redact_uri(pattern)))
         for match in matches:
             yield full(match), found.get(match)
     elif fs.isdir(path):
@@ -108,14 +110,16 @@ def list_pattern(pattern: str, storage_options: Mapping | None = None) -> Iterat
         yield pattern, None
 
 
-def read_uri_list(list_uri: str, storage_options: Mapping | None = None) -> Iterator[str]:
-    """URIs from a text file, one a line; blank lines and ``#`` comments are skipped."""
+def read_list_lines(list_uri: str, storage_options: Mapping | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, URI or name) from a text file, one a line; blank lines and ``#``
+    comments are skipped. Bytes that are not UTF-8 are kept as surrogate escapes
+    (``os.fsdecode``'s form): ``pipeline.uris.uri_of_name`` makes a URI of them."""
     fs, path = filesystem(list_uri, storage_options)
-    with fs.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
+    with fs.open(path, "rt", encoding="utf-8", errors="surrogateescape") as f:
+        for number, line in enumerate(f, 1):
             line = line.strip()
             if line and not line.startswith("#"):
-                yield line
+                yield number, line
 
 
 def read_bytes(uri: str, config: ReadConfig = ReadConfig(), sleep=time.sleep) -> bytes:

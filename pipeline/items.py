@@ -9,12 +9,15 @@ class InputItem(NamedTuple):
     """One input: ``uri``; ``fingerprint`` (size + mtime / etag / hash, None where unknown:
     such an input is never skipped by ``--state``); ``data``, the bytes where they were
     already read (a WebDataset tar member), else None (read by the decode step); ``shard``,
-    True for a WebDataset ``.tar`` shard still to be opened into its members."""
+    True for a WebDataset ``.tar`` shard still to be opened into its members; ``error``,
+    why an input already failed where it was listed (a line of a list that names nothing):
+    it becomes a failed record, stage "read"."""
 
     uri: str
     fingerprint: Optional[str] = None
     data: Optional[bytes] = None
     shard: bool = False
+    error: Optional[str] = None
 
 
 def as_item(element) -> InputItem:

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from model.regions import DEFAULT_SCORE_RULE, image_score, split_grids
-from pipeline.uris import redact_text, redact_uri
+from pipeline.uris import printable, redact_text, redact_uri
 
 TEXT = "text"
 NON_TEXT = "non_text"
@@ -40,15 +40,16 @@ def decided_record(uri: str, region_probs: np.ndarray, threshold: float, score_r
 
 
 def failed_record(uri: str, stage: str, error: BaseException | str, error_type: Optional[str] = None) -> dict:
-    """A dead letter: the URI (secrets redacted), the stage and a readable reason."""
+    """A dead letter: the URI (secrets redacted), the stage and a readable reason (bytes of
+    a file name that are not UTF-8 as backslash escapes: a record is always valid JSON)."""
     if isinstance(error, BaseException):
         error_type = error_type or type(error).__name__
         error = str(error) or error_type
     first_line = (str(error).strip().splitlines() or [""])[0][:500]
     return {
-        "uri": redact_uri(uri),
+        "uri": printable(redact_uri(uri)),
         "label": FAILED,
         "stage": stage,
         "error_type": error_type or "Error",
-        "error": redact_text(first_line, uri),
+        "error": printable(redact_text(first_line, uri)),
     }

@@ -20,12 +20,12 @@ from typing import Iterator, Mapping, Optional
 import apache_beam as beam
 
 from pipeline.fingerprint import fingerprint
-from pipeline.io import has_glob, list_pattern, read_uri_list
+from pipeline.io import has_glob, list_pattern, read_list_lines
 from pipeline.items import InputItem
 from pipeline.progress import LISTED, Tally
 from pipeline.records import FAILED
 from pipeline.tar import SHARDS, ExpandShardsFn
-from pipeline.uris import filesystem, is_local, redact_uri
+from pipeline.uris import filesystem, is_local, printable, redact_uri, uri_of_name
 
 log = logging.getLogger(__name__)
 
@@ -68,42 +68,61 @@ def expand_braces(pattern: str) -> list[str]:
     return [head + c + rest for c in choices for rest in expand_braces(tail)]
 
 
-def read_manifest_urls(uri: str, fmt: str, url_field: str = "url", storage_options: Optional[Mapping] = None) -> Iterator[str]:
-    """The URLs in column ``url_field`` of a JSONL, CSV or Parquet manifest; rows without
-    one (empty, null) are skipped with a warning; a manifest without the column is an error."""
+def read_manifest_urls(uri: str, fmt: str, url_field: str = "url",
+                       storage_options: Optional[Mapping] = None) -> Iterator[tuple[str, object]]:
+    """(where, value) for the URLs in column ``url_field`` of a JSONL, CSV or Parquet
+    manifest: ``where`` is "line=N" (JSONL, CSV) or "row=N" (Parquet), 1-based; the value a
+    URL, with bytes that are not UTF-8 as surrogate escapes, or a ``ValueError`` for a line
+    that cannot be read (not JSON). Rows without a value (empty, null) are skipped with a
+    warning; a manifest without the column is an error."""
     fs, path = filesystem(uri, storage_options)
     missing = 0
     with fs.open(path, "rb") as f:
-        for value in _column(f, fmt, url_field, uri):
-            if isinstance(value, str) and value.strip():
-                yield value.strip()
+        for where, value in _column(f, fmt, url_field, uri):
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "surrogateescape")
+            if isinstance(value, ValueError) or isinstance(value, str) and value.strip():
+                yield where, value.strip() if isinstance(value, str) else value
             else:
                 missing += 1
     if missing:
-        log.warning("%s: %d rows without a %r value skipped", redact_uri(uri), missing, url_field)
+        log.warning("%s: %d rows without a %r value skipped", printable(redact_uri(uri)), missing, url_field)
 
 
-def _column(f, fmt: str, field: str, uri: str) -> Iterator:
+def _column(f, fmt: str, field: str, uri: str) -> Iterator[tuple[str, object]]:
+    """(where, value) of ``field`` in each row; text that is not UTF-8 comes as surrogate
+    escapes (JSONL, CSV) or bytes (Parquet)."""
     if fmt == "jsonl":
-        for line in _io.TextIOWrapper(f, encoding="utf-8"):
+        for number, line in enumerate(_io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape"), 1):
             if line.strip():
-                row = json.loads(line)
-                yield row.get(field) if isinstance(row, dict) else None
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    yield f"line={number}", ValueError(f"not a JSON object: {e}")
+                    continue
+                yield f"line={number}", row.get(field) if isinstance(row, dict) else None
     elif fmt == "csv":
-        reader = csv.DictReader(_io.TextIOWrapper(f, encoding="utf-8", newline=""))
+        reader = csv.DictReader(_io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=""))
         if reader.fieldnames is None or field not in reader.fieldnames:
             raise ValueError(f"{redact_uri(uri)} has no column {field!r} (columns: {reader.fieldnames}); set --url_field")
         for row in reader:
-            yield row.get(field)
+            yield f"line={reader.line_num}", row.get(field)
     elif fmt == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         parquet = pq.ParquetFile(f)
         if field not in parquet.schema_arrow.names:
             raise ValueError(
                 f"{redact_uri(uri)} has no column {field!r} (columns: {parquet.schema_arrow.names}); set --url_field")
+        row = 0
         for batch in parquet.iter_batches(columns=[field], batch_size=65_536):
-            yield from batch.column(0).to_pylist()
+            column = batch.column(0)
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                column = column.cast(pa.large_binary())  # a cell that is not UTF-8 comes as its bytes
+            for value in column.to_pylist():
+                row += 1
+                yield f"row={row}", value
     else:
         raise ValueError(f"not a manifest format: {fmt}")
 
@@ -132,21 +151,37 @@ def check_source(source: tuple[str, str], url_field: str = "url", storage_option
 
 def expand_source(source: tuple[str, str], url_field: str = "url", storage_options: Optional[Mapping] = None):
     """(format, argument) -> InputItems. Globs and folders carry the listing's fingerprint;
-    tar shards are items with ``shard=True``, opened later by ``ExpandShardsFn``."""
+    tar shards are items with ``shard=True``, opened later by ``ExpandShardsFn``. A line or
+    cell that names nothing is an item that fails (``listed_item``)."""
     fmt, value = source
     if fmt == "list":
-        for uri in read_uri_list(value, storage_options):
-            yield InputItem(uri)
+        for number, name in read_list_lines(value, storage_options):
+            yield listed_item(name, value, f"line={number}")
     elif fmt in MANIFEST_FORMATS:
-        for uri in read_manifest_urls(value, fmt, url_field, storage_options):
-            yield InputItem(uri)
-    elif fmt == "tar":
-        for pattern in expand_braces(value):
-            for uri, info in list_pattern(pattern, storage_options):
-                yield InputItem(uri, fingerprint(info), shard=True)
+        for where, name in read_manifest_urls(value, fmt, url_field, storage_options):
+            yield listed_item(name, value, where)
     else:
-        for uri, info in list_pattern(value, storage_options):
-            yield InputItem(uri, fingerprint(info))
+        for pattern in expand_braces(value) if fmt == "tar" else [value]:
+            for uri, info in list_pattern(pattern, storage_options):
+                item = listed_item(uri)
+                yield item if item.error else item._replace(fingerprint=fingerprint(info), shard=fmt == "tar")
+
+
+def listed_item(name, list_uri: Optional[str] = None, where: Optional[str] = None) -> InputItem:
+    """The InputItem of a name listed by a pattern, a list line or a manifest cell (bytes that
+    are not UTF-8 as surrogate escapes; a ``ValueError`` for a line that cannot be read): its
+    URI (``pipeline.uris.uri_of_name``), or, where it names nothing, an item that fails,
+    named ``LIST#line=N`` (``LIST#row=N`` in Parquet) after the list it came from."""
+    try:
+        if isinstance(name, ValueError):
+            raise name
+        return InputItem(uri_of_name(name))
+    except ValueError as e:
+        reason = str(e) if isinstance(name, ValueError) else f"not valid UTF-8 text ({e})"
+        if list_uri is None:
+            return InputItem(printable(name), error=reason)
+        line = where.replace("=", " ")
+        return InputItem(f"{listed_item(list_uri).uri}#{where}", error=f"{line} of {printable(redact_uri(list_uri))}: {reason}")
 
 
 def sources(inputs=(), input_lists=(), input_format: str = "auto") -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""WebDataset ``.tar`` shards: image members become URIs ``path/to/shard.tar#member.jpg``.
+"""WebDataset ``.tar`` shards: image members become URIs ``path/to/shard.tar#member.jpg``
+(``path/to/shard.tar##caf%E9.jpg`` for a member name that is not UTF-8 or holds ``#``).
 
 A shard is read once, sequentially (tar stream mode over an fsspec file object), and each
 image member is emitted with its bytes, so decoding never re-reads it. Reading one member
@@ -9,9 +10,10 @@ are skipped by their name's suffix.
 
 from __future__ import annotations
 
-import re
+import os
 import tarfile
 from typing import Iterator, Mapping, Optional
+from urllib.parse import unquote_to_bytes
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -19,12 +21,11 @@ from apache_beam.metrics import Metrics
 from pipeline.items import InputItem
 from pipeline.logs import install_redaction
 from pipeline.records import FAILED, STAGE_READ, failed_record
-from pipeline.uris import filesystem
+from pipeline.uris import MEMBER_URI, filesystem, is_text, percent_encoded
 
 NAMESPACE = "textfilter"
 SEPARATOR = "#"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
-_MEMBER_URI = re.compile(r"^(?P<shard>.+\.tar)#(?P<member>[^#]+)$", re.IGNORECASE)
 
 
 class MemberTooLarge(ValueError):
@@ -32,13 +33,22 @@ class MemberTooLarge(ValueError):
 
 
 def member_uri(shard: str, member: str) -> str:
-    return f"{shard}{SEPARATOR}{member}"
+    """``shard.tar#member``; ``shard.tar##`` + the name's bytes percent-encoded where the name
+    is not UTF-8 (tarfile gives such bytes as surrogate escapes) or holds ``#``."""
+    if is_text(member) and SEPARATOR not in member:
+        return f"{shard}{SEPARATOR}{member}"
+    return f"{shard}{SEPARATOR}{SEPARATOR}{percent_encoded(os.fsencode(member))}"
 
 
 def split_member_uri(uri: str) -> Optional[tuple[str, str]]:
-    """(shard URI, member name) of ``shard.tar#member``, or None for any other URI."""
-    m = _MEMBER_URI.match(uri)
-    return (m["shard"], m["member"]) if m else None
+    """(shard URI, member name as tarfile gives it) of a member URI, or None for any other URI."""
+    m = MEMBER_URI.match(uri)
+    if not m:
+        return None
+    member = m["member"]
+    if member.startswith(SEPARATOR):
+        member = os.fsdecode(unquote_to_bytes(member[len(SEPARATOR):]))
+    return m["shard"], member
 
 
 def is_image_member(info: tarfile.TarInfo) -> bool:

@@ -45,6 +45,10 @@ class ReadAndDecodeFn(beam.DoFn):
         # A bad input never stops the pipeline: every exception becomes a dead letter.
         item = as_item(element)
         uri, data = item.uri, item.data
+        if item.error is not None:  # failed where it was listed (a list line that names nothing)
+            self.failed_read.inc()
+            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_READ, item.error, "BadListEntry"))
+            return
         try:
             if data is None:
                 data = read_bytes(uri, self.read_config)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
+import tarfile
 
 from pipeline.records import ROUTES
 
@@ -25,3 +27,12 @@ def assert_conserved(outputs: dict[str, list[dict]], inputs) -> None:
     seen = [r["uri"] for route in ROUTES for r in outputs[route]]
     assert len(seen) == len(set(seen)), "a URI was written twice"
     assert sorted(seen) == sorted(inputs)
+
+
+def make_shard(path, samples: dict[str, bytes]) -> None:
+    """A WebDataset-style tar shard at ``path`` holding ``samples`` (member name -> bytes)."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in samples.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))

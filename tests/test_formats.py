@@ -16,7 +16,7 @@ from pipeline.sources import detect_format, expand_braces
 from pipeline.tar import member_uri, split_member_uri
 from tests.http_server import HttpServer, Route
 from tests.images import image_bytes
-from tests.pipeline_helpers import assert_conserved, read_outputs
+from tests.pipeline_helpers import assert_conserved, make_shard, read_outputs
 
 RUNNER = ["--runner=FnApiRunner"]
 
@@ -66,14 +66,6 @@ def test_manifests_with_url_column(fmt, student_checkpoint, tmp_path):
     outputs = read_outputs(out)
     assert_conserved(outputs, uris)
     assert [r["uri"] for r in outputs["failed"]] == [str(tmp_path / "missing.png")]
-
-
-def make_shard(path, samples: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in samples.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
 
 
 def test_webdataset_shards(student_checkpoint, tmp_path):
