@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 from model.preprocessing import DEFAULT_PREPROCESS
 from model.onnx_format import read_onnx_meta
 from model.regions import DEFAULT_SCORE_RULE, score_rule_of
+from pipeline.extras import check_options
 from pipeline.handler import DEFAULT_BATCH_SIZE, default_model_path, read_model_bytes, resolve_model_format
 from pipeline.fingerprint import FingerprintFn
 from pipeline.io import ReadConfig
@@ -111,6 +112,7 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
     )
     model_format = resolve_model_format(o.model_format, o.model_path)
+    check_options(model_format, o.ocr)  # a missing extra: which one to install, before torch is needed
     threshold, score_rule = stored_decision(o.model_path, o.storage_options, model_format, o.threshold, o.score_rule)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"--threshold must be between 0 and 1, got {threshold}")

@@ -23,12 +23,28 @@ def test_sdist_builds_with_code_weights_and_pins(tmp_path):
         names = tar.getnames()
         requires = next(n for n in names if n.endswith("textfilter.egg-info/requires.txt"))
         pins = tar.extractfile(requires).read().decode()
-    for path in ("pipeline/run.py", "model/student.py", "requirements.txt"):
+        entry_points = tar.extractfile(next(n for n in names if n.endswith("textfilter.egg-info/entry_points.txt")))
+        scripts = entry_points.read().decode()
+    for path in ("pipeline/run.py", "model/student.py", "requirements.txt", "requirements/base.txt"):
         assert any(n.endswith(path) for n in names), path
     if os.path.exists(SHIPPED):
         assert any(n.endswith("model/weights/student.pt") for n in names)
-    assert "torch==2.14.1" in pins and "apache-beam[gcp]==2.77.0" in pins
-    assert "pytest" not in pins
+    base, *extras = pins.split("\n[")
+    sections = {e.split("]", 1)[0]: e.split("]", 1)[1] for e in extras}
+    assert "apache-beam[gcp]==2.77.0" in base and "onnxruntime==1.32.0" in base
+    for heavy in ("torch", "rapidocr", "matplotlib", "onnx=", "pytest"):
+        assert heavy not in base, heavy
+    assert "torch==2.14.1" in sections["torch"] and "torchvision==0.29.1" in sections["torch"]
+    assert "rapidocr==3.10.0" in sections["ocr"] and "torch==2.14.1" in sections["train"]
+    assert "pytest" in sections["dev"] and "pytest" in sections["all"] and "torch==2.14.1" in sections["all"]
+    assert "textfilter = pipeline.run:main" in scripts
+
+
+def test_requirements_txt_installs_the_base_and_every_extra():
+    """``make`` installs requirements.txt; setup.py reads the same requirements/*.txt files."""
+    with open(os.path.join(REPO, "requirements.txt")) as f:
+        includes = sorted(line.split()[1] for line in f if line.startswith("-r"))
+    assert includes == sorted(f"requirements/{name}.txt" for name in ("base", "torch", "ocr", "train", "dev"))
 
 
 @pytest.mark.skipif(not os.path.exists(SHIPPED), reason="no shipped student weights yet")
