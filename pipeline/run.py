@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from typing import Optional
@@ -103,6 +104,8 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
     inputs = tuple(o.input or ())
     input_lists = tuple(o.input_list or ())
     if not inputs and not input_lists:
+        if not os.path.isdir(SAMPLES_DIR):  # an installed package: the samples are in the source checkout only
+            raise ValueError("no --input or --input_list given (the default, samples/, is in a source checkout only)")
         inputs = (SAMPLES_DIR,)
     for source in sources(inputs, input_lists, o.input_format):
         check_source(source, o.url_field, o.storage_options)

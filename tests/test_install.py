@@ -120,3 +120,8 @@ def test_a_flag_that_needs_a_missing_extra_says_which(base_venv, flags, extra, t
     assert f"textfilter[{extra}]" in proc.stderr and flags[0] in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not os.path.exists(tmp_path / "out")  # refused before the pipeline started
+
+
+def test_no_input_outside_a_checkout_is_a_usage_error(base_venv):
+    proc = _textfilter(base_venv)  # the default input, samples/, is not in the package
+    assert proc.returncode == 2 and "no --input" in proc.stderr and "Traceback" not in proc.stderr

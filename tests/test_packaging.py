@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -66,3 +67,36 @@ def test_bad_arguments_give_clear_errors(tmp_path):
     assert proc.returncode == 2
     assert "error" in proc.stderr and "none.pt" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_worker_image_recipe_builds_the_package_from_what_it_copies(tmp_path):
+    """The Dockerfile (Dataflow custom container) cannot be built here: check that what it
+    copies, past .dockerignore, is enough to build the package with its weights, and that its
+    Beam image is the version the package pins."""
+    with open(os.path.join(REPO, "Dockerfile")) as f:
+        lines = [line.strip() for line in f]
+    with open(os.path.join(REPO, ".dockerignore")) as f:
+        allowed = {line[1:].strip().rstrip("/") for line in f if line.startswith("!")}
+    with open(os.path.join(REPO, "requirements", "base.txt")) as f:
+        beam_pin = next(line.split("==")[1].strip() for line in f if line.startswith("apache-beam"))
+    assert f"ARG BEAM_VERSION={beam_pin}" in lines
+    assert "FROM apache/beam_python3.11_sdk:${BEAM_VERSION}" in lines
+    context = tmp_path / "context"
+    sources = [src for line in lines if line.startswith("COPY ") for src in line.split()[1:-1]]
+    assert sources
+    for src in sources:
+        assert src.rstrip("/") in allowed, f"{src} is copied but .dockerignore leaves it out"
+        if src.endswith("/"):
+            shutil.copytree(os.path.join(REPO, src), context / src,
+                            ignore=shutil.ignore_patterns("__pycache__", "teacher.pt"))
+        else:
+            context.mkdir(exist_ok=True)
+            shutil.copy(os.path.join(REPO, src), context / src)
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")], cwd=context, check=True,
+                   capture_output=True)
+    (archive,) = os.listdir(tmp_path / "dist")
+    with tarfile.open(tmp_path / "dist" / archive) as tar:
+        names = tar.getnames()
+    for path in ("pipeline/run.py", "model/onnx_format.py", "requirements/base.txt", "model/weights/student.onnx"):
+        assert any(n.endswith(path) for n in names), path
+    assert not any(n.endswith("teacher.pt") for n in names)
