@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    creates .venv from requirements.txt if needed, then filters the shipped samples
+#   make run    creates .venv from requirements.txt (the base install and every extra) if needed,
+#               then filters the shipped samples
 #   make test   same venv, then the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +9,7 @@ ARGS   ?=
 
 .PHONY: run test venv clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt $(wildcard requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt

@@ -1,19 +1,37 @@
-"""Package for Dataflow / Flink workers: `--setup_file ./setup.py` installs the same pins
-as requirements.txt and ships the student's weights with the code."""
+"""The textfilter package. ``pip install .`` (and ``--setup_file ./setup.py`` on Dataflow or
+Flink workers) installs the base: what runs the pipeline with the ONNX student. Extras add
+what other uses need: ``torch`` (``--model_format torch``), ``ocr`` (``--ocr rapidocr``),
+``train`` (training, export, benchmarks), ``dev`` (tests), ``all``. Every list is read from
+``requirements/<name>.txt``, the files ``requirements.txt`` (``make``) installs, so pins
+cannot drift. The student's weights ship with the code; ``textfilter`` is the CLI."""
 
 import os
 
 import setuptools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TEST_ONLY = ("pytest", "hypothesis", "gcp-storage-emulator")
+EXTRAS = ("torch", "ocr", "train", "dev")
 
 
-def requirements():
-    with open(os.path.join(HERE, "requirements.txt")) as f:
-        lines = [line.split("#", 1)[0].strip() for line in f]
-    return [r for r in lines if r and not r.startswith(TEST_ONLY)]
+def requirements(name: str) -> list[str]:
+    """The requirements in ``requirements/<name>.txt``, following ``-r`` includes."""
+    return _read(os.path.join(HERE, "requirements", f"{name}.txt"))
 
+
+def _read(path: str) -> list[str]:
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("-r"):
+                out += [r for r in _read(os.path.join(os.path.dirname(path), line[2:].strip())) if r not in out]
+            elif line:
+                out.append(line)
+    return out
+
+
+extras = {name: requirements(name) for name in EXTRAS}
+extras["all"] = sorted({r for reqs in extras.values() for r in reqs})
 
 setuptools.setup(
     name="textfilter",
@@ -22,6 +40,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["model", "model.*", "pipeline", "pipeline.*", "training", "training.*"]),
     package_data={"model": ["weights/student.pt", "weights/student.onnx"]},  # not the teacher
     include_package_data=True,
-    install_requires=requirements(),
+    install_requires=requirements("base"),
+    extras_require=extras,
+    entry_points={"console_scripts": ["textfilter = pipeline.run:main"]},
     python_requires=">=3.10",
 )

@@ -22,6 +22,7 @@ from apache_beam.ml.inference import base as _inference_base
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model.onnx_format import check_format, make_session, onnx_probs
+from pipeline.extras import require
 from pipeline.uris import filesystem
 
 MODEL_FORMATS = ("torch", "onnx")
@@ -106,6 +107,7 @@ class StudentModelHandler(ShapeGroupedHandler):
     model_format = "torch"
 
     def load_model(self):
+        require("torch", "--model_format torch")  # a worker installed without the torch extra
         import torch
 
         from model.registry import load_checkpoint

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, open_image, to_rgb
+from pipeline.extras import require
 from pipeline.io import ReadConfig, read_bytes
 from pipeline.record_steps import RecordStepFn
 from pipeline.records import FAILED, STAGE_OCR
@@ -39,6 +40,7 @@ DET_MAX_SIDE = 4000
 def make_engine(num_threads: int = 1, mode: str = WHOLE):
     """One RapidOCR engine for ``mode`` (loads three ONNX models: about a second), quiet
     below errors."""
+    require("ocr", "--ocr rapidocr")  # a worker installed without the ocr extra
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
     from rapidocr import RapidOCR
 

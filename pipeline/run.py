@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, preprocess
 from model.onnx_format import read_onnx_meta
 from model.regions import DEFAULT_SCORE_RULE, score_rule_of
 from pipeline.cli import check_flags, print_help
+from pipeline.extras import check_options
 from pipeline.handler import DEFAULT_BATCH_SIZE, default_model_path, read_model_bytes, resolve_model_format
 from pipeline.fingerprint import FingerprintFn
 from pipeline.io import ReadConfig
@@ -114,6 +116,8 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
     inputs = tuple(o.input or ())
     input_lists = tuple(o.input_list or ())
     if not inputs and not input_lists:
+        if not os.path.isdir(SAMPLES_DIR):  # an installed package: the samples are in the source checkout only
+            raise ValueError("no --input or --input_list given (the default, samples/, is in a source checkout only)")
         inputs = (SAMPLES_DIR,)
     for source in sources(inputs, input_lists, o.input_format):
         check_source(source, o.url_field, o.storage_options)
@@ -125,6 +129,7 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
     )
     model_format = resolve_model_format(o.model_format, o.model_path)
+    check_options(model_format, o.ocr)  # a missing extra: which one to install, before torch is needed
     meta = stored_meta(o.model_path, o.storage_options, model_format)
     threshold, score_rule = decision_of(meta, o.threshold, o.score_rule)
     if not 0.0 <= threshold <= 1.0:

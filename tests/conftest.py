@@ -17,6 +17,10 @@ SAMPLES = os.path.join(REPO, "samples")
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "install: pip-installs the package into a fresh virtual environment (minutes)")
+
+
 @pytest.fixture(scope="session")
 def student_checkpoint(tmp_path_factory) -> str:
     """A randomly initialised student with a stored threshold (pipeline tests must not
