@@ -243,3 +243,18 @@ def test_build_of_an_unfetched_collection_is_reported(collection, tmp_path):
     report = build_pool([collection.manifest], collection.pool, tmp_path / "no-mirror", collection.labels)
     assert "cannot list" in report.problems[0]["problem"]
     assert load_records(collection.pool) == []
+
+
+def test_contact_sheets_sample_only_the_given_sources_and_label(tmp_path):
+    from tests.training_helpers import make_tiny_dataset
+    from training.collections.sheets import contact_sheets
+
+    root = make_tiny_dataset(tmp_path / "pool")
+    sheets = contact_sheets(root, tmp_path / "sheets", {"plain"}, label=0, n=5, per_sheet=4, columns=2, tile=64)
+    assert [p.name for p in sheets] == ["sheet_00.png", "sheet_01.png"]
+    with Image.open(sheets[0]) as img:
+        assert img.size == (128, 128)
+    index = (tmp_path / "sheets" / "index.txt").read_text().splitlines()
+    assert len(index) == 5 and all("\tplain\t" in line for line in index)
+    again = contact_sheets(root, tmp_path / "again", {"plain"}, label=0, n=5, per_sheet=4, columns=2, tile=64)
+    assert (tmp_path / "again" / "index.txt").read_text().splitlines() == index and len(again) == 2
