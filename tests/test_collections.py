@@ -131,6 +131,34 @@ def test_screen_rule(texts, scores, kind, label):
 
 def test_box_without_any_text_read_is_never_non_text():
     assert screen_rule([BOX], [], [], "non_text").label == -1
+    assert screen_rule([BOX], [], [], "non_text", size=(120, 60)).label == -1  # a box of 42 % of the image
+
+
+def test_an_unread_box_over_the_whole_image_is_a_detector_artifact():
+    whole = [[0, 0], [99, 0], [99, 99], [0, 99]]
+    assert screen_rule([whole], [""], [0.1], "non_text", size=(100, 100)).label == 0
+    v = screen_rule([whole, BOX], ["", "x"], [0.1, 0.9], "non_text", size=(100, 100))
+    assert v.label == -1 and len(v.ignore) == 1  # the other box still counts
+    v = screen_rule([whole], ["STOP"], [0.9], "non_text", size=(100, 100))
+    assert v.label == 1 and v.texts == ["STOP"]  # read text is never an artifact
+    assert screen_rule([whole], [""], [0.1], "non_text").label == -1  # no size given: the plain rule
+
+
+def test_rescreen_applies_the_rule_to_stored_entries():
+    from training.collections.screen import rescreen_entry
+
+    stored = {"path": "a", "sha256": "0", "label": -1, "boxes": [], "ignore": [[0, 0, 99, 0, 99, 99, 0, 99]],
+              "texts": [], "size": [100, 100], "source": "x"}
+    assert rescreen_entry(stored, "non_text")["label"] == 0 and rescreen_entry(stored, "non_text")["ignore"] == []
+    assert rescreen_entry(stored, "text")["label"] == -1
+    text = {**stored, "label": 1, "boxes": [flat(BOX)], "texts": ["HI"], "ignore": [flat(BOX)]}
+    assert rescreen_entry(text, "non_text") == {**text, "ignore": [flat(BOX)]}
+    failed = {"path": "b", "error": "missing from the snapshot"}
+    assert rescreen_entry(failed, "non_text") is failed
+
+
+def flat(box):
+    return [float(v) for p in box for v in p]
 
 
 # --- screening (a stand-in engine: OCR itself is tested in test_ocr.py) --------------------

@@ -1,4 +1,4 @@
-"""``python -m training.collections {screen,build,sheets,summary}``: see the package docstring."""
+"""``python -m training.collections {screen,rescreen,build,sheets,summary}``: see the package docstring."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from training.collections.manifest import KINDS, MANIFEST_DIR, load_manifests
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.collections", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("screen", "build", "sheets", "summary"):
+    for name in ("screen", "rescreen", "build", "sheets", "summary"):
         p = sub.add_parser(name)
         p.add_argument("--manifests", default=str(MANIFEST_DIR), help="folder of manifests")
         p.add_argument("--labels", default=str(LABELS_DIR), help="folder of the committed labels files")
@@ -45,6 +45,10 @@ def main(argv=None) -> int:
 
         print(json.dumps(screen_collections(manifests, args.mirror, args.labels, args.chunk, args.limit, args.threads,
                                                     args.det_min_side)))
+    elif args.command == "rescreen":
+        from training.collections.screen import rescreen_collections
+
+        print(json.dumps(rescreen_collections(manifests, args.labels)))
     elif args.command == "build":
         from training.collections.build import build_pool
 
