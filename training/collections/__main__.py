@@ -35,7 +35,7 @@ def main(argv=None) -> int:
             p.add_argument("--out", required=True, help="folder for the PNG sheets")
             p.add_argument("--label", type=int, default=0)
             p.add_argument("--n", type=int, default=300)
-            p.add_argument("--per_sheet", type=int, default=30)
+            p.add_argument("--per_sheet", type=int, default=20)
             p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -11,13 +11,14 @@ from PIL import Image, ImageDraw
 
 from training.data import load_records
 
-TILE = 300
+TILE = 240  # 5 x 240 = 1200 px wide: shown at full size by image viewers that cap the width
 
 
 def contact_sheets(pool: str | Path, out: str | Path, sources: Iterable[str], label: int = 0, n: int = 300,
-                   per_sheet: int = 30, seed: int = 0, tile: int = TILE, columns: int = 6) -> list[Path]:
+                   per_sheet: int = 20, seed: int = 0, tile: int = TILE, columns: int = 5) -> list[Path]:
     """Write ``sheet_NN.png`` files of ``n`` sampled images of ``label`` from ``sources``
-    (sorted by path, then shuffled with ``seed``); returns their paths."""
+    (sorted by path, then shuffled with ``seed``), each image scaled to fill its tile
+    (small ones enlarged, so that small text shows); returns their paths."""
     pool, out = Path(pool), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sources = set(sources)
@@ -32,7 +33,9 @@ def contact_sheets(pool: str | Path, out: str | Path, sources: Iterable[str], la
         for i, r in enumerate(chunk):
             with Image.open(pool / r.path) as img:
                 img = img.convert("RGB")
-                img.thumbnail((tile - 4, tile - 16))
+                scale = min((tile - 4) / img.width, (tile - 16) / img.height)
+                img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                                 Image.Resampling.LANCZOS)
                 x, y = (i % columns) * tile, (i // columns) * tile
                 sheet.paste(img, (x + 2, y + 14))
             number = s + i
