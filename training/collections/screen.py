@@ -14,7 +14,7 @@ read counts as no box (it is not kept as ``ignore`` either).
 
 Entries are appended to the collection's labels file as they are made, so a run can be
 stopped at any time and a re-run skips what is already screened. Collections are screened
-in turns of ``chunk`` images, so a partial run has a sample of each.
+in turns of ``chunk`` images, the least screened first, so a partial run has a sample of each.
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ class _Queue:
     files: dict
     todo: list
     writer: LabelsWriter
+    done: int = 0
 
 
 def screen_collections(manifests: Iterable[Manifest], mirror: str | Path = DEFAULT_MIRROR,
@@ -149,7 +150,8 @@ def screen_collections(manifests: Iterable[Manifest], mirror: str | Path = DEFAU
         done = read_labels(labels_path(labels_dir, m.name))
         todo = [p for p in m.select(files.items()) if p not in done]
         log.info("collection %s: %d to screen, %d screened before", m.name, len(todo), len(done))
-        queues.append(_Queue(m, source, files, todo, LabelsWriter(labels_path(labels_dir, m.name))))
+        queues.append(_Queue(m, source, files, todo, LabelsWriter(labels_path(labels_dir, m.name)), len(done)))
+    queues.sort(key=lambda q: q.done)  # the least screened collections first
     engine = make_engine(num_threads, det_min_side=det_min_side)
     counts = {q.manifest.name: 0 for q in queues}
     total, start = 0, time.monotonic()
