@@ -37,15 +37,15 @@ DET_MIN_SIDE = 736
 DET_MAX_SIDE = 4000
 
 
-def make_engine(num_threads: int = 1, mode: str = WHOLE):
+def make_engine(num_threads: int = 1, mode: str = WHOLE, det_min_side: int = DET_MIN_SIDE):
     """One RapidOCR engine for ``mode`` (loads three ONNX models: about a second), quiet
-    below errors."""
+    below errors; whole-image detection enlarges images to a short side of ``det_min_side``."""
     require("ocr", "--ocr rapidocr")  # a worker installed without the ocr extra
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
     from rapidocr import RapidOCR
 
     logging.getLogger("RapidOCR").setLevel(logging.ERROR)
-    params = {"Global.log_level": "error", "Det.limit_side_len": DET_MIN_SIDE, "Det.limit_type": "min"}
+    params = {"Global.log_level": "error", "Det.limit_side_len": det_min_side, "Det.limit_type": "min"}
     if mode == REGIONS:
         params.update({"Det.limit_side_len": DET_MAX_SIDE, "Det.limit_type": "max"})
     if num_threads:

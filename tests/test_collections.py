@@ -1,0 +1,288 @@
+"""Tests of training.collections: manifests, the screening rule, resumable screening and the
+pool builder, on a tiny git repository of real image files made here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.images import encode, gradient
+from training.collections import screen as screen_mod
+from training.collections.build import build_pool
+from training.collections.labels import LabelsWriter, read_labels
+from training.collections.manifest import Manifest, load_manifests, split_of
+from training.collections.screen import screen_entry, screen_rule, sha256
+from training.collections.summary import summary
+from training.data import load_records
+
+BOX = [[10, 20], [110, 20], [110, 50], [10, 50]]
+
+
+def git(*args, cwd):
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def collection(tmp_path):
+    """A bare mirror ``owner+tiny/repo`` of a repository of real images (one corrupt, one
+    duplicate, one excluded, one whose blob the snapshot lacks) and its manifest."""
+    src = tmp_path / "src"
+    files = {
+        "imgs/big.jpg": encode(Image.fromarray(gradient(800, 600)), "JPEG", quality=95),
+        "imgs/small.png": encode(Image.fromarray(gradient(300, 200)[:, ::-1].copy()), "PNG"),
+        "imgs/gone.png": encode(Image.new("RGB", (64, 64), (9, 9, 9)), "PNG"),
+        "imgs/corrupt.jpg": b"\xff\xd8\xff\xe0 this is not really a JPEG",
+        "imgs/copy_of_big.jpg": None,  # same bytes as big.jpg
+        "imgs/skip/other.jpg": encode(Image.new("RGB", (50, 40), (1, 2, 3)), "JPEG"),
+        "README.md": b"not an image\n",
+    }
+    files["imgs/copy_of_big.jpg"] = files["imgs/big.jpg"]
+    for path, data in files.items():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_bytes(data)
+    git("init", "-q", cwd=src)
+    git("add", ".", cwd=src)
+    git("commit", "-q", "-m", "images", cwd=src)
+    commit = git("rev-parse", "HEAD", cwd=src)
+    mirror = tmp_path / "mirror"
+    repo = mirror / "owner+tiny" / "repo"
+    git("clone", "-q", "--bare", "--no-local", str(src), str(repo), cwd=tmp_path)
+    manifest = Manifest(name="tiny", kind="non_text", repository="owner/tiny", commit=commit,
+                        include=("imgs/*",), exclude=("imgs/skip/*",))
+    return SimpleNamespace(mirror=mirror, repo=repo, files=files, manifest=manifest, labels=tmp_path / "labels",
+                           pool=tmp_path / "pool")
+
+
+def drop_blob(repo: Path, data: bytes) -> None:
+    """Make the bare repository lack the blob of ``data`` (as a snapshot lacks files of 4 MiB
+    and more): unpack its pack, then delete that loose object."""
+    blob = subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True).stdout.decode().strip()
+    for pack in (repo / "objects" / "pack").glob("*.pack"):
+        moved = pack.with_suffix(".tmp")
+        pack.rename(moved)
+        pack.with_suffix(".idx").unlink()
+        subprocess.run(["git", f"--git-dir={repo}", "unpack-objects", "-q"], stdin=open(moved, "rb"), check=True)
+        moved.unlink()
+    (repo / "objects" / blob[:2] / blob[2:]).unlink()
+
+
+def entry(path, data, label, boxes=(), ignore=()):
+    return {"path": path, "sha256": sha256(data), "label": label, "boxes": list(boxes), "ignore": list(ignore),
+            "texts": [], "source": "tiny"}
+
+
+# --- manifests ---------------------------------------------------------------------------
+
+def test_selection_excludes_keeps_duplicates_once_and_caps_deterministically(collection):
+    from training.collections.gitsource import GitSource
+
+    with GitSource(collection.repo, collection.manifest.commit) as source:
+        files = source.files()
+    chosen = collection.manifest.select(files.items())
+    assert "imgs/skip/other.jpg" not in chosen and "README.md" not in chosen
+    assert len({"imgs/big.jpg", "imgs/copy_of_big.jpg"} & set(chosen)) == 1
+    assert len(chosen) == 4
+    capped = Manifest(**{**collection.manifest.__dict__, "cap": 2}).select(reversed(list(files.items())))
+    assert capped == chosen[:2]
+
+
+def test_committed_manifests_load_and_are_distinct():
+    manifests = load_manifests()
+    assert len({m.name for m in manifests}) == len(manifests)
+    assert sum(m.kind == "non_text" for m in manifests) >= 8 and sum(m.kind == "text" for m in manifests) >= 3
+    assert all(len(m.commit) == 40 and m.licence for m in manifests)
+
+
+def test_split_is_about_85_15_and_stable():
+    splits = [split_of(f"images/x/{i}.jpg") for i in range(2000)]
+    assert 0.12 < splits.count("dev") / len(splits) < 0.18
+    assert split_of("images/x/1.jpg") == split_of("images/x/1.jpg")
+
+
+# --- the screening rule ------------------------------------------------------------------
+
+@pytest.mark.parametrize("texts, scores, kind, label", [
+    ([], [], "non_text", 0),  # no box at all: non-text
+    ([], [], "text", -1),  # a text collection where OCR reads nothing: unlabelled
+    (["AB"], [0.9], "non_text", 1),  # legible text found in a "non-text" photo: text
+    (["A"], [0.99], "non_text", -1),  # one character is not enough
+    (["A B"], [0.99], "non_text", 1),  # two characters, spaces not counted
+    (["HELLO"], [0.6], "non_text", -1),  # confidence must be above 0.6
+    (["HELLO", "x"], [0.95, 0.2], "text", 1),
+    (["HELLO"], [0.95], "unlabelled", -1),
+])
+def test_screen_rule(texts, scores, kind, label):
+    boxes = [BOX] * len(texts)
+    v = screen_rule(boxes, texts, scores, kind)
+    assert v.label == label
+    if label == 1:
+        legible = [t for t, s in zip(texts, scores) if len(t.replace(" ", "")) >= 2 and s > 0.6]
+        assert v.texts == legible and len(v.boxes) == len(legible) and len(v.ignore) == len(texts) - len(legible)
+        assert v.boxes[0] == [10.0, 20.0, 110.0, 20.0, 110.0, 50.0, 10.0, 50.0]
+
+
+def test_box_without_any_text_read_is_never_non_text():
+    assert screen_rule([BOX], [], [], "non_text").label == -1
+    assert screen_rule([BOX], [], [], "non_text", size=(120, 60)).label == -1  # a box of 42 % of the image
+
+
+def test_an_unread_box_over_the_whole_image_is_a_detector_artifact():
+    whole = [[0, 0], [99, 0], [99, 99], [0, 99]]
+    assert screen_rule([whole], [""], [0.1], "non_text", size=(100, 100)).label == 0
+    v = screen_rule([whole, BOX], ["", "x"], [0.1, 0.9], "non_text", size=(100, 100))
+    assert v.label == -1 and len(v.ignore) == 1  # the other box still counts
+    v = screen_rule([whole], ["STOP"], [0.9], "non_text", size=(100, 100))
+    assert v.label == 1 and v.texts == ["STOP"]  # read text is never an artifact
+    assert screen_rule([whole], [""], [0.1], "non_text").label == -1  # no size given: the plain rule
+
+
+def test_rescreen_applies_the_rule_to_stored_entries():
+    from training.collections.screen import rescreen_entry
+
+    stored = {"path": "a", "sha256": "0", "label": -1, "boxes": [], "ignore": [[0, 0, 99, 0, 99, 99, 0, 99]],
+              "texts": [], "size": [100, 100], "source": "x"}
+    assert rescreen_entry(stored, "non_text")["label"] == 0 and rescreen_entry(stored, "non_text")["ignore"] == []
+    assert rescreen_entry(stored, "text")["label"] == -1
+    text = {**stored, "label": 1, "boxes": [flat(BOX)], "texts": ["HI"], "ignore": [flat(BOX)]}
+    assert rescreen_entry(text, "non_text") == {**text, "ignore": [flat(BOX)]}
+    failed = {"path": "b", "error": "missing from the snapshot"}
+    assert rescreen_entry(failed, "non_text") is failed
+
+
+def flat(box):
+    return [float(v) for p in box for v in p]
+
+
+# --- screening (a stand-in engine: OCR itself is tested in test_ocr.py) --------------------
+
+class FakeEngine:
+    """Finds "HI" in images brighter than mid-grey on average, nothing elsewhere."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, bgr, **kw):
+        self.calls += 1
+        if bgr.mean() > 127:
+            return SimpleNamespace(txts=("HI",), boxes=np.array([BOX], dtype=float), scores=(0.9,))
+        return SimpleNamespace(txts=None, boxes=None, scores=None)
+
+
+def test_screening_is_resumable_and_records_bad_files(collection, monkeypatch):
+    drop_blob(collection.repo, collection.files["imgs/gone.png"])
+    engine = FakeEngine()
+    monkeypatch.setattr("pipeline.ocr.make_engine", lambda *a, **k: engine)
+    first = screen_mod.screen_collections([collection.manifest], collection.mirror, collection.labels, chunk=1, limit=2)
+    assert first == {"tiny": 2}
+    second = screen_mod.screen_collections([collection.manifest], collection.mirror, collection.labels)
+    assert second == {"tiny": 2}
+    lines = (collection.labels / "tiny.jsonl").read_text().splitlines()
+    entries = read_labels(collection.labels / "tiny.jsonl")
+    assert len(lines) == len(entries) == 4  # each file once, across both runs
+    assert entries["imgs/gone.png"]["error"] == "missing from the snapshot"
+    assert entries["imgs/corrupt.jpg"]["error"].startswith("cannot decode")
+    assert engine.calls == 2  # only the two decodable images went to OCR
+    assert screen_mod.screen_collections([collection.manifest], collection.mirror, collection.labels) == {"tiny": 0}
+    counts = summary([collection.manifest], collection.labels)["tiny"]
+    assert counts["screened"] == 4 and counts["failed"] == 2 and counts["text"] + counts["non_text"] == 2
+
+
+def test_screen_entry_reports_missing_and_corrupt_files_without_ocr(collection):
+    m = collection.manifest
+    assert screen_entry(None, m, "a.png", None)["error"] == "missing from the snapshot"
+    bad = screen_entry(None, m, "b.jpg", b"junk")
+    assert bad["error"].startswith("cannot decode") and bad["sha256"] == sha256(b"junk")
+
+
+def test_labels_writer_survives_a_torn_last_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"path": "a", "label": 0}\n{"path": "b", "lab')
+    with LabelsWriter(path) as w:
+        w.write({"path": "c", "label": 1})
+    assert set(read_labels(path)) == {"a", "c"}
+
+
+# --- the builder --------------------------------------------------------------------------
+
+def write_labels(collection, entries):
+    collection.labels.mkdir(parents=True, exist_ok=True)
+    with LabelsWriter(collection.labels / "tiny.jsonl") as w:
+        for e in entries:
+            w.write(e)
+
+
+def test_build_writes_the_shared_format_and_reports_bad_files(collection):
+    f = collection.files
+    box = [100.0, 60.0, 400.0, 60.0, 400.0, 120.0, 100.0, 120.0]
+    big = "imgs/big.jpg" if "imgs/big.jpg" in collection.manifest.select(
+        [(p, sha256(d)) for p, d in f.items()]) else "imgs/copy_of_big.jpg"
+    write_labels(collection, [
+        entry(big, f["imgs/big.jpg"], 1, [box]),
+        entry("imgs/small.png", f["imgs/small.png"], 0),
+        entry("imgs/corrupt.jpg", f["imgs/corrupt.jpg"], 0),  # screened as if it were fine: decode fails now
+        entry("imgs/gone.png", b"other bytes", -1),  # sha256 differs from the source
+    ])
+    report = build_pool([collection.manifest], collection.pool, collection.mirror, collection.labels)
+    problems = {p["path"]: p["problem"] for p in report.problems}
+    assert problems["imgs/corrupt.jpg"].startswith("cannot decode")
+    assert problems["imgs/gone.png"] == "sha256 differs from the labels file"
+    assert report.counts["tiny"] == {"text": 1, "non_text": 1, "skipped": 2}
+
+    records = {r.path: r for r in load_records(collection.pool)}
+    assert set(records) == {"images/tiny/" + Path(big).with_suffix(".jpg").as_posix(), "images/tiny/imgs/small.jpg"}
+    text = records["images/tiny/" + Path(big).with_suffix(".jpg").as_posix()]
+    assert text.label == 1 and text.source == "tiny" and text.split in ("train", "dev") and text.ignore == []
+    with Image.open(collection.pool / text.path) as img:
+        assert img.format == "JPEG" and img.size == (683, 512)  # 800x600 -> short edge 512
+    scale = 512 / 600
+    assert text.boxes[0] == pytest.approx([v * (683 / 800 if i % 2 == 0 else scale) for i, v in enumerate(box)], abs=0.06)
+    with Image.open(collection.pool / "images/tiny/imgs/small.jpg") as img:
+        assert img.size == (300, 200)  # never enlarged
+    line = json.loads((collection.pool / "labels.jsonl").read_text().splitlines()[0])
+    assert set(line) == {"path", "label", "boxes", "ignore", "source", "split"}
+
+    # rebuild after the source of the missing blob is gone: reported, not fatal, the rest identical
+    before = (collection.pool / "labels.jsonl").read_bytes()
+    drop_blob(collection.repo, f["imgs/small.png"])
+    report = build_pool([collection.manifest], collection.pool, collection.mirror, collection.labels)
+    assert {p["path"]: p["problem"] for p in report.problems}["imgs/small.png"] == "missing from the mirror"
+    kept = [line for line in before.splitlines(keepends=True) if b"small" not in line]
+    assert len(kept) == 1 and (collection.pool / "labels.jsonl").read_bytes() == kept[0]
+
+
+def test_build_puts_unlabelled_images_apart_and_counts_unscreened(collection):
+    f = collection.files
+    write_labels(collection, [entry("imgs/small.png", f["imgs/small.png"], -1)])
+    report = build_pool([collection.manifest], collection.pool, collection.mirror, collection.labels)
+    assert report.counts["tiny"] == {"unlabelled": 1, "unscreened": 3}
+    assert load_records(collection.pool) == []
+    assert load_records(collection.pool, "unlabelled.jsonl")[0].label == -1
+
+
+def test_build_of_an_unfetched_collection_is_reported(collection, tmp_path):
+    report = build_pool([collection.manifest], collection.pool, tmp_path / "no-mirror", collection.labels)
+    assert "cannot list" in report.problems[0]["problem"]
+    assert load_records(collection.pool) == []
+
+
+def test_contact_sheets_sample_only_the_given_sources_and_label(tmp_path):
+    from tests.training_helpers import make_tiny_dataset
+    from training.collections.sheets import contact_sheets
+
+    root = make_tiny_dataset(tmp_path / "pool")
+    sheets = contact_sheets(root, tmp_path / "sheets", {"plain"}, label=0, n=5, per_sheet=4, columns=2, tile=64)
+    assert [p.name for p in sheets] == ["sheet_00.png", "sheet_01.png"]
+    with Image.open(sheets[0]) as img:
+        assert img.size == (128, 128)
+    index = (tmp_path / "sheets" / "index.txt").read_text().splitlines()
+    assert len(index) == 5 and all("\tplain\t" in line for line in index)
+    again = contact_sheets(root, tmp_path / "again", {"plain"}, label=0, n=5, per_sheet=4, columns=2, tile=64)
+    assert (tmp_path / "again" / "index.txt").read_text().splitlines() == index and len(again) == 2
