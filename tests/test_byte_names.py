@@ -3,7 +3,6 @@ WebDataset shards, are decided like any other, and their URIs lead back to the f
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
