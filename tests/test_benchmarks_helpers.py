@@ -131,3 +131,12 @@ def test_score_rules_reward_agreement_of_both_grids():
     from model.regions import image_score
     np.testing.assert_array_equal(RULES["max"](probs), image_score(probs))
     np.testing.assert_allclose(RULES["both_grids"](probs), np.sqrt(probs[:, :25].max(1) * probs[:, 25:].max(1)))
+
+
+def test_onnx_ms_times_the_shipped_export():
+    from benchmarks import onnx_ms
+
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model", "weights",
+                           "student.onnx")
+    results = onnx_ms.main([shipped, "--iters", "2"])
+    assert 0 < results[shipped] < 1000
