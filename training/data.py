@@ -201,8 +201,8 @@ class TextFilterDataset(Dataset):
         self.preprocess = preprocess
         self.store = ImageStore(cfg.root, cfg.cache_bytes)
         self.crops: dict[int, list] = self._find_crops(crop_seed) if train and cfg.crop_share > 0 else {}
-        # With flips as the only augmentation, a stored image is decoded once and flipped as an
-        # array (~1 GB for 4,000 images at 256x341, mirrored as a view): the data thread no longer competes with
+        # With flips as the only augmentation, a stored image is decoded once and mirrored as an
+        # array view (~1 GB for 4,000 images at 256x341): the data thread no longer competes with
         # the training threads for the CPU.
         a = cfg.augment
         self.decoded: dict | None = {} if train and cfg.cache_bytes and not (a.rotate_p or a.zoom_p or a.jpeg_p) \

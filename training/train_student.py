@@ -47,22 +47,25 @@ def build_parser(description: str = __doc__, **defaults) -> argparse.ArgumentPar
     return parser
 
 
+# Options whose values are lists of strings that themselves hold commas ("strides=2,1,1"): split on spaces only.
+TEXT_LIST_KEYS = ("model_config", "losses")
+BOOLEAN_WORDS = {"true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
+
+
 def settings_argv(settings: dict) -> list[str]:
     """``{"synth.enabled": "false", "augment.rotate_p": "0.5"}`` as command-line flags, so that
-    ``--set`` changes are typed and checked by the same parser as every other flag."""
+    ``--set`` changes are typed and checked by the same parser as every other flag. List
+    values are separated by commas or spaces (spaces only for ``TEXT_LIST_KEYS``)."""
     argv = []
     for key, value in settings.items():
         text = str(value).strip()
-        if text.lower() in ("true", "false", "on", "off", "yes", "no") and not text.replace(".", "").isdigit():
-            argv.append(f"--{key}" if text.lower() in ("true", "on", "yes") else f"--no-{key}")
+        if text.lower() in BOOLEAN_WORDS:
+            argv.append(f"--{key}" if BOOLEAN_WORDS[text.lower()] else f"--no-{key}")
+        elif key in TEXT_LIST_KEYS:
+            argv += [f"--{key}", *text.split()]
         else:
-            argv += [f"--{key}", *text.replace(" ", ",").split(",")] if key not in TEXT_LIST_KEYS else \
-                [f"--{key}", *text.split()]
+            argv += [f"--{key}", *text.replace(",", " ").split()]
     return argv
-
-
-# Options whose values are lists of strings that themselves contain commas ("strides=2,1,1").
-TEXT_LIST_KEYS = ("model_config", "losses")
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> tuple[argparse.Namespace, TrainConfig, DataConfig, str | None]:
