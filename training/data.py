@@ -210,18 +210,20 @@ class TextFilterDataset(Dataset):
 
     @classmethod
     def for_split(cls, cfg: DataConfig, split: str, train: bool, **kwargs) -> "TextFilterDataset":
-        renderer = TextRenderer.from_config(cfg.synth) if train else None
-        kwargs.setdefault("preprocess", preprocess_of(cfg))
-        return cls(load_records(cfg.root, cfg.labels_file, split), cfg, train, renderer, **kwargs)
+        return cls._of(load_records(cfg.root, cfg.labels_file, split), cfg, train, **kwargs)
 
     @classmethod
     def for_role(cls, cfg: DataConfig, role: str, **kwargs) -> "TextFilterDataset":
         """The training (``role="train"``, augmented) or evaluation set of ``cfg``
         (``select_records``), at ``cfg``'s input shape."""
-        train = role == "train"
+        return cls._of(select_records(cfg, role), cfg, role == "train", **kwargs)
+
+    @classmethod
+    def _of(cls, records: Sequence[Record], cfg: DataConfig, train: bool, **kwargs) -> "TextFilterDataset":
+        """``records`` at ``cfg``'s input shape, with synthetic text when training."""
         renderer = TextRenderer.from_config(cfg.synth) if train else None
         kwargs.setdefault("preprocess", preprocess_of(cfg))
-        return cls(select_records(cfg, role), cfg, train, renderer, **kwargs)
+        return cls(records, cfg, train, renderer, **kwargs)
 
     def __len__(self) -> int:
         return len(self.records)
