@@ -1,6 +1,6 @@
 """The textfilter package. ``pip install .`` (and ``--setup_file ./setup.py`` on Dataflow or
 Flink workers) installs the base: what runs the pipeline with the ONNX student. Extras add
-what other uses need: ``torch`` (``--model_format torch``), ``ocr`` (``--ocr rapidocr``),
+what other uses need: ``dataflow`` (launching on Dataflow), ``torch`` (``--model_format torch``), ``ocr`` (``--ocr rapidocr``),
 ``train`` (training, export, benchmarks), ``dev`` (tests), ``all``. Every list is read from
 ``requirements/<name>.txt``, the files ``requirements.txt`` (``make``) installs, so pins
 cannot drift. The student's weights ship with the code; ``textfilter`` is the CLI."""
@@ -10,7 +10,7 @@ import os
 import setuptools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXTRAS = ("torch", "ocr", "train", "dev")
+EXTRAS = ("dataflow", "torch", "ocr", "train", "dev")
 
 
 def requirements(name: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 The base install (``pip install textfilter``, or ``--setup_file ./setup.py`` on workers) runs
 the pipeline with the ONNX student. ``--model_format torch`` needs the ``torch`` extra and
-``--ocr rapidocr`` the ``ocr`` extra (``requirements/<extra>.txt``). ``check_options`` is
+``--ocr rapidocr`` the ``ocr`` extra and ``--runner DataflowRunner`` the ``dataflow`` extra
+(apache-beam[gcp], on the machine that launches the job) (``requirements/<extra>.txt``). ``check_options`` is
 called where the flags are resolved, so a missing extra is one line on stderr, not a
 traceback from a worker; ``require`` is also called where a worker loads the model or the
 OCR engine, for workers that were given less than the launcher has. Nothing is imported:
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 
 # extra -> the module it provides
-EXTRA_MODULES = {"torch": "torch", "ocr": "rapidocr"}
+EXTRA_MODULES = {"torch": "torch", "ocr": "rapidocr", "dataflow": "apitools"}  # apitools: what DataflowRunner imports
 
 
 class MissingExtra(ImportError, ValueError):
@@ -38,8 +39,11 @@ def require(extra: str, flag: str) -> None:
         )
 
 
-def check_options(model_format: str, ocr: str = "none") -> None:
-    """The extras the resolved ``--model_format`` and ``--ocr`` need are installed."""
+def check_options(model_format: str, ocr: str = "none", runner: str | None = None) -> None:
+    """The extras the resolved ``--model_format``, ``--ocr`` and ``--runner`` need are installed
+    (launching on Dataflow needs apache-beam's GCP extra; its workers' SDK image has it)."""
+    if isinstance(runner, str) and runner.lower().removesuffix("runner") == "dataflow":
+        require("dataflow", f"--runner {runner}")
     if model_format == "torch":
         require("torch", "--model_format torch")
     if ocr == "rapidocr":

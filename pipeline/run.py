@@ -129,7 +129,8 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         max_bytes=o.max_bytes, retries=o.read_retries, storage_options=o.storage_options, timeout_s=o.read_timeout or None
     )
     model_format = resolve_model_format(o.model_format, o.model_path)
-    check_options(model_format, o.ocr)  # a missing extra: which one to install, before torch is needed
+    # a missing extra: which one to install, before torch (or Dataflow's client) is needed
+    check_options(model_format, o.ocr, options.view_as(StandardOptions).runner)
     meta = stored_meta(o.model_path, o.storage_options, model_format)
     threshold, score_rule = decision_of(meta, o.threshold, o.score_rule)
     if not 0.0 <= threshold <= 1.0:

@@ -41,6 +41,15 @@ def test_missing_extra_names_the_flag_and_the_extra(without, model_format, ocr, 
     assert f"textfilter[{extra}]" in str(e.value) and f"requirements/{extra}.txt" in str(e.value)
 
 
+@pytest.mark.parametrize("runner", ["DataflowRunner", "dataflow"])
+def test_dataflow_runner_needs_the_dataflow_extra(without, runner):
+    check_options("onnx", "none", runner)  # installed here
+    without("apitools")
+    with pytest.raises(MissingExtra, match=r"--runner .*textfilter\[dataflow\]"):
+        check_options("onnx", "none", runner)
+    check_options("onnx", "none", "FnApiRunner")  # other runners do not need it
+
+
 def test_onnx_without_torch_is_fine(without):
     without("torch", "rapidocr")
     check_options("onnx", "none")

@@ -32,7 +32,8 @@ def test_sdist_builds_with_code_weights_and_pins(tmp_path):
         assert any(n.endswith("model/weights/student.pt") for n in names)
     base, *extras = pins.split("\n[")
     sections = {e.split("]", 1)[0]: e.split("]", 1)[1] for e in extras}
-    assert "apache-beam[gcp]==2.77.0" in base and "onnxruntime==1.32.0" in base
+    assert "apache-beam==2.77.0" in base and "onnxruntime==1.32.0" in base
+    assert "[gcp]" not in base and "apache-beam[gcp]==2.77.0" in sections["dataflow"]  # the launcher's, not workers'
     for heavy in ("torch", "rapidocr", "matplotlib", "onnx=", "pytest"):
         assert heavy not in base, heavy
     assert "torch==2.14.1" in sections["torch"] and "torchvision==0.29.1" in sections["torch"]
@@ -45,7 +46,7 @@ def test_requirements_txt_installs_the_base_and_every_extra():
     """``make`` installs requirements.txt; setup.py reads the same requirements/*.txt files."""
     with open(os.path.join(REPO, "requirements.txt")) as f:
         includes = sorted(line.split()[1] for line in f if line.startswith("-r"))
-    assert includes == sorted(f"requirements/{name}.txt" for name in ("base", "torch", "ocr", "train", "dev"))
+    assert includes == sorted(f"requirements/{name}.txt" for name in ("base", "dataflow", "torch", "ocr", "train", "dev"))
 
 
 @pytest.mark.skipif(not os.path.exists(SHIPPED), reason="no shipped student weights yet")
