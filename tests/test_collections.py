@@ -101,6 +101,17 @@ def test_committed_manifests_load_and_are_distinct():
     assert all(len(m.commit) == 40 and m.licence for m in manifests)
 
 
+def test_dropped_collections_are_left_out_unless_named(tmp_path):
+    for name, dropped in (("kept", ""), ("gone", "watermarks")):
+        (tmp_path / f"{name}.json").write_text(json.dumps(
+            {"name": name, "kind": "non_text", "repository": "o/r", "commit": "0" * 40, "include": ["*"],
+             "dropped": dropped}), encoding="utf-8")
+    assert [m.name for m in load_manifests(tmp_path)] == ["kept"]
+    assert [m.name for m in load_manifests(tmp_path, names=["gone"])] == ["gone"]
+    assert load_manifests(tmp_path, names=["gone"])[0].dropped == "watermarks"
+    assert "houses-indoor" not in {m.name for m in load_manifests()}  # listing watermarks (see its manifest)
+
+
 def test_split_is_about_85_15_and_stable():
     splits = [split_of(f"images/x/{i}.jpg") for i in range(2000)]
     assert 0.12 < splits.count("dev") / len(splits) < 0.18

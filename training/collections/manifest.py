@@ -6,6 +6,10 @@ One JSON file per collection under ``training/collections/manifests/``::
      "commit": "f6a0...", "include": ["AID/*.jpg"], "exclude": ["AID/Stadium/*"],
      "cap": 1200, "licence": "...", "notes": "..."}
 
+A collection found unfit after screening keeps its manifest and labels (the record of what
+was tried) and gets ``"dropped": "<why>"``: it is then left out of ``load_manifests`` (so
+of screening and the pool) unless named with ``names``.
+
 ``include`` / ``exclude`` are ``fnmatch`` patterns on the path in the repository (``*``
 also crosses ``/``). ``cap`` keeps the files whose sha256 of the path is smallest, so the
 sample is deterministic and does not depend on how the repository orders its folders.
@@ -37,6 +41,7 @@ class Manifest:
     cap: Optional[int] = None
     licence: str = "unknown, research use"
     notes: str = ""
+    dropped: str = ""  # why the collection is not used (empty: it is)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -84,10 +89,11 @@ def load_manifest(path: str | Path) -> Manifest:
 
 def load_manifests(directory: str | Path = MANIFEST_DIR, names: Iterable[str] = (),
                    kinds: Iterable[str] = ()) -> list[Manifest]:
-    """The manifests under ``directory`` (by name), only ``names`` / ``kinds`` when given."""
+    """The manifests under ``directory`` (by name), only ``names`` / ``kinds`` when given;
+    dropped collections only when named."""
     names, kinds = set(names), set(kinds)
     manifests = [load_manifest(p) for p in sorted(Path(directory).glob("*.json"))]
     unknown = names - {m.name for m in manifests}
     if unknown:
         raise ValueError(f"no manifest for collection(s) {', '.join(sorted(unknown))} under {directory}")
-    return [m for m in manifests if (not names or m.name in names) and (not kinds or m.kind in kinds)]
+    return [m for m in manifests if (m.name in names if names else not m.dropped) and (not kinds or m.kind in kinds)]
