@@ -192,6 +192,23 @@ def test_balanced_sampler_mixes_in_crops_and_synthetic(tmp_path):
         BalancedSampler(ds, dataclasses.replace(cfg, pattern_share=0.7), seed=1)
 
 
+def test_pool_share_sets_the_pools_part_of_the_non_text_draws(tmp_path):
+    pool = (tmp_path / "pool").resolve()
+    records = [Record(f"t{i}.png", 1, [], [], "text", "train") for i in range(30)]
+    records += [Record(f"n{i}.png", 0, [], [], "photo", "train") for i in range(10)]
+    records += [Record(str(pool / f"p{i}.jpg"), 0, [], [], "flowers", "train") for i in range(90)]
+    ds = make_dataset(tmp_path, records, pools=(str(pool),), epoch_size=6000)
+    pooled = lambda items: np.mean([ds.records[it.index].source == "flowers" for it in items  # noqa: E731
+                                    if ds.records[it.index].label == 0])
+    assert abs(pooled(list(BalancedSampler(ds, ds.cfg, seed=0))) - 0.9) < 0.03  # by their number
+    items = list(BalancedSampler(ds, dataclasses.replace(ds.cfg, pool_share=0.5), seed=0))
+    assert abs(pooled(items) - 0.5) < 0.03
+    assert {it.kind for it in items} == {IMAGE}
+    assert abs(np.mean([ds.records[it.index].label == 0 for it in items]) - 0.5) < 0.03  # classes still balanced
+    with pytest.raises(ValueError, match="from both the root and --pools"):
+        BalancedSampler(ds, dataclasses.replace(ds.cfg, pool_share=0.5, pools=()), seed=0)
+
+
 def test_patterns_are_text_free_negatives_over_the_photo(tmp_path):
     write_image(tmp_path / "n.png", (320, 240), None)
     records = [Record("t.png", 1, [], [], "text", "train"), Record("n.png", 0, [], [], "photo", "train")]

@@ -80,6 +80,9 @@ class DataConfig:
     # More data roots laid out like ``root`` (labels.jsonl in the same format, paths relative to
     # that root), e.g. the pool that ``training.collections`` builds; read alongside ``root``.
     pools: tuple[str, ...] = ()
+    # Share of the non-text draws taken from the pools' non-text images (the root's take the
+    # rest, less crops and patterns); -1: by their number (every non-text image equally likely).
+    pool_share: float = -1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
 

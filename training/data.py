@@ -78,6 +78,12 @@ def select_records(cfg: DataConfig, role: str) -> list[Record]:
     return [r for r in records if r.split == split]
 
 
+def from_pools(record: Record, cfg: DataConfig) -> bool:
+    """Whether ``record`` (as ``select_records`` gives it) comes from one of ``cfg.pools``."""
+    return Path(record.path).is_absolute() and any(Path(record.path).is_relative_to(Path(pool).resolve())
+                                                   for pool in cfg.pools)
+
+
 def preprocess_of(cfg: DataConfig, base: PreprocessConfig = DEFAULT_PREPROCESS) -> PreprocessConfig:
     """The pipeline's preprocessing with the input shape ``cfg`` trains on."""
     return dataclasses.replace(base, fixed_long_edge=cfg.fixed_long_edge)
@@ -303,7 +309,8 @@ class BalancedSampler(Sampler):
     Text draws are stored text images, plus (share ``synth.share``) synthetic text on
     non-text photos; non-text draws are stored non-text images, plus (share
     ``crop_share``) text-free crops of text images and (share ``pattern_share``) textures
-    laid over non-text photos (``training.patterns``). Each pool is walked in a fresh random
+    laid over non-text photos (``training.patterns``); with ``pool_share`` >= 0, that share
+    of the non-text draws comes from the pools' non-text images and the root's take the rest. Each pool is walked in a fresh random
     order and reshuffled when used up, so every image is seen before any is repeated.
     ``set_epoch`` makes each epoch's draws (and the items' seeds) reproducible."""
 
@@ -319,6 +326,12 @@ class BalancedSampler(Sampler):
         if cfg.pattern_share > 0 and len(non_text):
             extra["non_text"].append((PATTERN, non_text, cfg.pattern_share))
         own = {"text": text, "non_text": non_text}
+        if cfg.pool_share >= 0:
+            pooled = np.array([from_pools(dataset.records[i], cfg) for i in non_text], dtype=bool)
+            if not pooled.any() or pooled.all():
+                raise ValueError(f"pool_share {cfg.pool_share} needs non-text images from both the root and --pools")
+            own["non_text"] = non_text[~pooled]
+            extra["non_text"].append((IMAGE, non_text[pooled], cfg.pool_share))
         self.pools, self.shares = {}, {}
         for cls, pools in extra.items():
             rest = 1.0 - sum(share for _, _, share in pools)
