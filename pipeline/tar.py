@@ -31,6 +31,7 @@ SEPARATOR = "#"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 SIDECAR_SUFFIXES = (".json", ".txt")  # read with the sample's images: url, key, caption
 MAX_SIDECAR_BYTES = 1 << 20  # a larger sidecar is not read
+MAX_SAMPLE_IMAGES = 8  # a tar of images sharing a key (not WebDataset) is passed on in groups this size
 
 
 class MemberTooLarge(ValueError):
@@ -84,8 +85,9 @@ class Sample(NamedTuple):
 def iter_samples(shard: str, max_bytes: Optional[int], storage_options: Optional[Mapping] = None) -> Iterator[Sample]:
     """The samples of ``shard`` (consecutive members sharing a key), in order, each once all
     its members are read: an image comes before or after its ``.json`` (WebDataset writers
-    sort a sample's members by suffix). Raises on a shard that cannot be opened or is
-    corrupt, after yielding the sample it was in."""
+    sort a sample's members by suffix); at most ``MAX_SAMPLE_IMAGES`` images a sample (the
+    rest of a larger one follows as more samples with that key). Raises on a shard that
+    cannot be opened or is corrupt, after yielding the sample it was in."""
     fs, path = filesystem(shard, storage_options)
     sample = None
     try:
@@ -101,6 +103,9 @@ def iter_samples(shard: str, max_bytes: Optional[int], storage_options: Optional
                     sample = Sample(key, [], {})
                 suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
                 if is_image_member(info):
+                    if len(sample.images) == MAX_SAMPLE_IMAGES:  # bounded memory, whatever the names
+                        yield sample
+                        sample = Sample(key, [], sample.sidecars)
                     sample.images.append((info.name, member_fingerprint(info), _member_bytes(tar, info, max_bytes)))
                 elif suffix in SIDECAR_SUFFIXES and info.size <= MAX_SIDECAR_BYTES:
                     sample.sidecars[suffix] = tar.extractfile(info).read()

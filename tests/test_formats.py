@@ -154,6 +154,17 @@ def test_webdataset_shards(student_checkpoint, tmp_path):
         assert read_bytes(member, ReadConfig()) == tar.extractfile(name).read()
 
 
+def test_shard_samples_group_sidecars_with_images_in_bounded_memory(tmp_path):
+    from pipeline.tar import MAX_SAMPLE_IMAGES, iter_samples
+
+    png = image_bytes("PNG", (8, 8))
+    same_key = {f"photos/IMG.{i:03d}.png": png for i in range(2 * MAX_SAMPLE_IMAGES + 1)}  # one key: "photos/IMG"
+    make_shard(tmp_path / "s.tar", {"a/0.json": b"{}", "a/0.png": png, "a/0.txt": b"c", "b/0.cls": b"1", **same_key})
+    samples = list(iter_samples(str(tmp_path / "s.tar"), max_bytes=None))
+    assert [(s.key, len(s.images), sorted(s.sidecars)) for s in samples] == [
+        ("a/0", 1, [".json", ".txt"]), ("photos/IMG", 8, []), ("photos/IMG", 8, []), ("photos/IMG", 1, [])]
+
+
 def test_webdataset_glob_and_state(student_checkpoint, tmp_path):
     make_shard(tmp_path / "a.tar", {"0.png": image_bytes("PNG", (64, 64)), "1.png": image_bytes("PNG", (65, 64))})
     args = [*RUNNER, "--input", str(tmp_path / "*.tar"), "--model_path", student_checkpoint, "--state",
