@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from pipeline.io import ReadConfig, read_bytes
+from pipeline.items import InputItem
 from pipeline.run import run
 from pipeline.source_fields import carried_fields, crawl_failure, pick, sample_fields
 from pipeline.sources import detect_format, expand_braces
@@ -71,19 +72,24 @@ def test_manifests_with_url_column(fmt, pattern, student_checkpoint, tmp_path):
                  "error_message": "HTTP Error 404: Not Found"})
     write_manifest(tmp_path / f"crawl-0.{fmt}", fmt, rows[:2])
     write_manifest(tmp_path / f"crawl-1.{fmt}", fmt, rows[2:])
+    broken = []
     if fmt == "jsonl":
         with open(tmp_path / "crawl-1.jsonl", "a") as f:
             f.write('{"key": "no link"}\n')
+    else:  # a later file of the glob that cannot be read: a failed record, the run goes on
+        (tmp_path / f"crawl-2.{fmt}").write_bytes(b"key,url\n1,x.jpg\n" if fmt == "csv" else b"PAR1 not parquet")
+        broken = [str(tmp_path / f"crawl-2.{fmt}")]
     out = str(tmp_path / "out")
     run([*RUNNER, "--input", str(tmp_path / pattern), "--url_field", "link", "--keep_fields", "caption",
          "--output", out, "--model_path", student_checkpoint])
     outputs = read_outputs(out)
-    assert_conserved(outputs, uris + images[3:])
+    assert_conserved(outputs, uris + images[3:] + broken)
     records = {r["uri"]: r for route in outputs.values() for r in route}
     for i, uri in enumerate(uris + images[3:]):  # every record leads back to its row
         assert (records[uri]["url"], records[uri]["key"], records[uri]["caption"]) == (uri, f"{i:04d}", f"c{i}")
     failed = {r["uri"]: r for r in outputs["failed"]}
-    assert sorted(failed) == sorted([str(tmp_path / "missing.png"), images[3]])
+    assert sorted(failed) == sorted([str(tmp_path / "missing.png"), images[3]] + broken)
+    assert all(failed[u]["error"].startswith(f"cannot read the {fmt} manifest") for u in broken)
     crawled = failed[images[3]]
     assert crawled["error_type"] == "CrawlFailed" and crawled["stage"] == "read"
     assert crawled["error"] == "crawler status failed_to_download: HTTP Error 404: Not Found"
@@ -152,6 +158,21 @@ def test_webdataset_shards(student_checkpoint, tmp_path):
     shard, name = split_member_uri(member)
     with tarfile.open(shard) as tar:
         assert read_bytes(member, ReadConfig()) == tar.extractfile(name).read()
+
+
+def test_records_failing_after_the_decision_keep_their_source_fields(tmp_path):
+    from pipeline.sinks import CopyToOcrInboxFn
+    from pipeline.transforms import inference_failures, keyed, unkeyed
+
+    fields = {"url": "https://user:pw@h/a.jpg?token=t", "key": "007", "caption": "c"}
+    decided = {"uri": str(tmp_path / "gone.jpg"), "label": "text", "score": 0.9, "threshold": 0.5, **fields}
+    (out,) = CopyToOcrInboxFn(str(tmp_path / "inbox")).process(decided)  # the image is gone: a dead letter
+    assert out.tag == "failed" and "score" not in out.value
+    assert (out.value["url"], out.value["key"], out.value["caption"]) == ("https://***@h/a.jpg?token=REDACTED", "007", "c")
+    item = InputItem("s.tar#007.jpg", fields=fields)
+    assert unkeyed(keyed(item)) == ("s.tar#007.jpg", fields) and unkeyed("a.jpg") == ("a.jpg", None)
+    (failed,) = inference_failures(([(keyed(item), None)], RuntimeError("boom")))
+    assert failed["uri"] == "s.tar#007.jpg" and failed["key"] == "007" and failed["stage"] == "inference"
 
 
 def test_shard_samples_group_sidecars_with_images_in_bounded_memory(tmp_path):
