@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from model.regions import SCORE_RULES
 from pipeline.handler import DEFAULT_BATCH_SIZE
+from pipeline.source_fields import parse_keep_fields
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES_DIR = os.path.join(REPO_ROOT, "samples")
@@ -93,6 +94,9 @@ FLAGS = (
          "`tar` (WebDataset shards); auto: by extension", default="auto",
          choices=("auto", "glob", "list", "jsonl", "csv", "parquet", "tar")),
     Flag("url_field", "input", "URL column of JSONL / CSV / Parquet manifests (img2dataset: `url`)", default="url"),
+    Flag("keep_fields", "input", "comma-separated columns of manifest rows, or fields of WebDataset samples' `.json` "
+         "(`caption`: also the `.txt`), copied into their records besides `url` and `key`: `key,caption`",
+         default=(), shown_default="–", type=parse_keep_fields, metavar="NAMES"),
     Flag("storage_options", "input", "JSON, per-protocol fsspec options for every URL read or written: "
          "`'{\"gs\": {\"project\": \"p\"}}'`", default={}, type=_json_dict, metavar="JSON"),
     Flag("output", "output", "folder or fsspec URL for `text`/`non_text`/`failed` manifests and `summary.json`",

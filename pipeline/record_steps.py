@@ -8,14 +8,15 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline.logs import install_redaction
-from pipeline.records import FAILED, failed_record
+from pipeline.records import FAILED, failed_record, source_of, with_source
 
 NAMESPACE = "textfilter"
 
 
 class RecordStepFn(beam.DoFn):
     """record -> ``{**record, **self.step(record)}``, or a failed record for ``stage`` when
-    ``step`` raises: a failing step never crashes the pipeline and never loses the image.
+    ``step`` raises: a failing step never crashes the pipeline and never loses the image (nor
+    the fields that lead back to its source).
     Subclasses set ``stage``, ``done_metric`` and ``failed_metric`` and write ``step``."""
 
     stage = ""
@@ -37,7 +38,8 @@ class RecordStepFn(beam.DoFn):
             added = self.step(record)
         except Exception as e:  # noqa: BLE001 - a dead letter, never a crash
             self.failed.inc()
-            yield beam.pvalue.TaggedOutput(FAILED, failed_record(record["uri"], self.stage, e))
+            failed = with_source(failed_record(record["uri"], self.stage, e), source_of(record))
+            yield beam.pvalue.TaggedOutput(FAILED, failed)
             return
         self.done.inc()
         yield {**record, **added}

@@ -21,6 +21,13 @@ STAGE_INFERENCE = "inference"
 STAGE_OCR_SINK = "ocr_sink"
 STAGE_OCR = "ocr"
 
+# The fields the pipeline writes; any other field of a record came from its source (a
+# manifest row, a WebDataset sample's sidecar: ``pipeline.source_fields``).
+PIPELINE_FIELDS = frozenset({
+    "uri", "label", "score", "threshold", "regions_5x5", "regions_3x3", "stage", "error_type", "error",
+    "ocr", "ocr_inbox_uri",
+})
+
 
 def decided_record(uri: str, region_probs: np.ndarray, threshold: float, score_rule: str = DEFAULT_SCORE_RULE) -> dict:
     """A text or non-text decision on the image score (``model.regions.image_score``; by
@@ -53,3 +60,18 @@ def failed_record(uri: str, stage: str, error: BaseException | str, error_type: 
         "error_type": error_type or "Error",
         "error": printable(redact_text(first_line, uri)),
     }
+
+
+def with_source(record: dict, fields: Optional[dict]) -> dict:
+    """``record`` with the fields that lead back to its source (``url``, ``key``, the
+    ``--keep_fields``); in a failed record the ``url``'s secrets are redacted, like its URI."""
+    if not fields:
+        return record
+    if record["label"] == FAILED and isinstance(fields.get("url"), str):
+        fields = {**fields, "url": printable(redact_uri(fields["url"]))}
+    return {**fields, **record}
+
+
+def source_of(record: dict) -> dict:
+    """The fields of ``record`` that came from its source (``with_source``)."""
+    return {k: v for k, v in record.items() if k not in PIPELINE_FIELDS}

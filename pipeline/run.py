@@ -65,6 +65,7 @@ class FilterConfig:
     report: bool = False
     input_format: str = "auto"
     url_field: str = "url"
+    keep_fields: tuple[str, ...] = ()
     state: Optional[str] = None
     reprocess: bool = False
     ocr: str = "none"
@@ -139,7 +140,8 @@ def config_from_options(options: PipelineOptions) -> FilterConfig:
         inputs=inputs, input_lists=input_lists, output=o.output, threshold=threshold, score_rule=score_rule,
         model_path=o.model_path, read=read, ocr_inbox=o.ocr_inbox, batch_size=o.batch_size, num_threads=o.num_threads,
         max_pixels=o.max_pixels, records_per_shard=o.records_per_shard, model_format=model_format, report=o.report,
-        input_format=o.input_format, url_field=o.url_field, state=o.state, reprocess=o.reprocess, ocr=o.ocr,
+        input_format=o.input_format, url_field=o.url_field, keep_fields=tuple(o.keep_fields), state=o.state,
+        reprocess=o.reprocess, ocr=o.ocr,
         ocr_mode=o.ocr_mode, preprocess=preprocess_from_meta(meta), progress=o.progress,
         progress_interval=o.progress_interval,
     )
@@ -153,14 +155,15 @@ def build_pipeline(pipeline: beam.Pipeline, config: FilterConfig, progress_dir: 
     so = config.read.storage_options
     items = pipeline | "ReadUris" >> ListInputs(
         config.inputs, config.input_lists, so, input_format=config.input_format, url_field=config.url_field,
-        progress_dir=progress_dir,
+        keep_fields=config.keep_fields, progress_dir=progress_dir,
     )
     store = StateStore(config.state, so) if config.state else None
     if store:  # skip what an earlier run decided: unchanged images, and unchanged tar shards unread
         items = items | "Fingerprint" >> beam.ParDo(FingerprintFn(so))
         previous = pipeline | "ReadState" >> ReadState(store, None if config.reprocess else store.current())
         items, carried = (items, previous) | "SkipDecided" >> SkipDecided()
-    items, failed_shards, shards_read = items | "ExpandShards" >> ExpandShards(config.read.max_bytes, so)
+    shards = ExpandShards(config.read.max_bytes, so, config.keep_fields)
+    items, failed_shards, shards_read = items | "ExpandShards" >> shards
     routes = items | "Filter" >> FilterImages(
         config.threshold, config.model_path, read_config=config.read, preprocess=preprocess,
         score_rule=config.score_rule,

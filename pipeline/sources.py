@@ -24,6 +24,7 @@ from pipeline.io import has_glob, list_pattern, read_list_lines
 from pipeline.items import InputItem
 from pipeline.progress import LISTED, Tally
 from pipeline.records import FAILED
+from pipeline.source_fields import ERROR_MESSAGE, STATUS, carried_fields, crawl_failure, pick
 from pipeline.tar import SHARDS, ExpandShardsFn
 from pipeline.uris import filesystem, is_local, printable, redact_uri, uri_of_name
 
@@ -33,6 +34,7 @@ INPUT_FORMATS = ("auto", "glob", "list", "jsonl", "csv", "parquet", "tar")
 MANIFEST_FORMATS = ("jsonl", "csv", "parquet")
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".tar": "tar"}
 _BRACES = re.compile(r"\{([^{}]*)\}")
+CRAWL_FAILED = "CrawlFailed"  # error type of a manifest row its crawler could not download
 
 
 def detect_format(argument: str, declared: str = "auto", is_list: bool = False) -> str:
@@ -68,30 +70,41 @@ def expand_braces(pattern: str) -> list[str]:
     return [head + c + rest for c in choices for rest in expand_braces(tail)]
 
 
-def read_manifest_urls(uri: str, fmt: str, url_field: str = "url",
-                       storage_options: Optional[Mapping] = None) -> Iterator[tuple[str, object]]:
-    """(where, value) for the URLs in column ``url_field`` of a JSONL, CSV or Parquet
-    manifest: ``where`` is "line=N" (JSONL, CSV) or "row=N" (Parquet), 1-based; the value a
-    URL, with bytes that are not UTF-8 as surrogate escapes, or a ``ValueError`` for a line
-    that cannot be read (not JSON). Rows without a value (empty, null) are skipped with a
-    warning; a manifest without the column is an error."""
+def read_manifest_rows(uri: str, fmt: str, url_field: str = "url", keep_fields=(),
+                       storage_options: Optional[Mapping] = None) -> Iterator[tuple]:
+    """(where, URL, fields, crawl failure) for each row of a JSONL, CSV or Parquet manifest
+    with a value in column ``url_field``: ``where`` is "line=N" (JSONL, CSV) or "row=N"
+    (Parquet), 1-based; the URL has bytes that are not UTF-8 as surrogate escapes, or is a
+    ``ValueError`` for a line that cannot be read (not JSON); ``fields`` are what the
+    record carries back to the row (``url``, ``key``, ``keep_fields``); the crawl failure
+    is why the crawler has no image for the row (img2dataset's ``status``), or None. Rows
+    without a URL (empty, null) are skipped with a warning; a manifest without the column
+    is an error."""
+    names = carried_fields(keep_fields)
+    columns = tuple(dict.fromkeys((url_field, *names, STATUS, ERROR_MESSAGE)))
     fs, path = filesystem(uri, storage_options)
     missing = 0
     with fs.open(path, "rb") as f:
-        for where, value in _column(f, fmt, url_field, uri):
+        for where, row in _rows(f, fmt, columns, url_field, uri):
+            if isinstance(row, ValueError):
+                yield where, row, None, None
+                continue
+            value = row.get(url_field)
             if isinstance(value, bytes):
                 value = value.decode("utf-8", "surrogateescape")
-            if isinstance(value, ValueError) or isinstance(value, str) and value.strip():
-                yield where, value.strip() if isinstance(value, str) else value
+            if isinstance(value, str) and value.strip():
+                yield where, value.strip(), pick({**row, "url": value.strip()}, names), crawl_failure(row)
             else:
                 missing += 1
     if missing:
         log.warning("%s: %d rows without a %r value skipped", printable(redact_uri(uri)), missing, url_field)
 
 
-def _column(f, fmt: str, field: str, uri: str) -> Iterator[tuple[str, object]]:
-    """(where, value) of ``field`` in each row; text that is not UTF-8 comes as surrogate
-    escapes (JSONL, CSV) or bytes (Parquet)."""
+def _rows(f, fmt: str, columns: tuple, required: str, uri: str) -> Iterator[tuple[str, object]]:
+    """(where, row) for each row of a manifest: a dict of those of ``columns`` it has (text
+    that is not UTF-8 as surrogate escapes, or bytes in Parquet), or a ``ValueError`` for a
+    JSONL line that is not JSON. A CSV or Parquet manifest without column ``required`` is a
+    ``ValueError``."""
     if fmt == "jsonl":
         for number, line in enumerate(_io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape"), 1):
             if line.strip():
@@ -100,39 +113,57 @@ def _column(f, fmt: str, field: str, uri: str) -> Iterator[tuple[str, object]]:
                 except ValueError as e:
                     yield f"line={number}", ValueError(f"not a JSON object: {e}")
                     continue
-                yield f"line={number}", row.get(field) if isinstance(row, dict) else None
+                yield f"line={number}", {c: row[c] for c in columns if c in row} if isinstance(row, dict) else {}
     elif fmt == "csv":
         reader = csv.DictReader(_io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline=""))
-        if reader.fieldnames is None or field not in reader.fieldnames:
-            raise ValueError(f"{redact_uri(uri)} has no column {field!r} (columns: {reader.fieldnames}); set --url_field")
+        _require_column(required, reader.fieldnames, uri)
         for row in reader:
-            yield f"line={reader.line_num}", row.get(field)
+            yield f"line={reader.line_num}", {c: row[c] for c in columns if c in row}
     elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         parquet = pq.ParquetFile(f)
-        if field not in parquet.schema_arrow.names:
-            raise ValueError(
-                f"{redact_uri(uri)} has no column {field!r} (columns: {parquet.schema_arrow.names}); set --url_field")
-        row = 0
-        for batch in parquet.iter_batches(columns=[field], batch_size=65_536):
-            column = batch.column(0)
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                column = column.cast(pa.large_binary())  # a cell that is not UTF-8 comes as its bytes
-            for value in column.to_pylist():
-                row += 1
-                yield f"row={row}", value
+        names = parquet.schema_arrow.names
+        _require_column(required, names, uri)
+        number = 0
+        for batch in parquet.iter_batches(columns=[c for c in columns if c in names], batch_size=65_536):
+            for i, field in enumerate(batch.schema):  # a cell that is not UTF-8 comes as its bytes
+                if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+                    batch = batch.set_column(i, field.name, batch.column(i).cast(pa.large_binary()))
+            for row in batch.to_pylist():
+                number += 1
+                yield f"row={number}", row
     else:
         raise ValueError(f"not a manifest format: {fmt}")
+
+
+def _require_column(column: str, names, uri: str) -> None:
+    if names is None or column not in names:
+        raise ValueError(f"{redact_uri(uri)} has no column {column!r} (columns: {names}); set --url_field")
+
+
+def split_source(source: tuple[str, str], storage_options: Optional[Mapping] = None) -> Iterator[tuple[str, str]]:
+    """(format, argument) -> one (format, file) per list or manifest file that a glob or a
+    brace range (``crawl/{00000..00009}.parquet``) names; any other source as it is."""
+    fmt, value = source
+    if fmt not in ("list",) + MANIFEST_FORMATS:
+        yield source
+        return
+    for pattern in expand_braces(value):
+        if has_glob(pattern):
+            for uri, _ in list_pattern(pattern, storage_options):
+                yield fmt, uri
+        else:
+            yield fmt, pattern
 
 
 def check_source(source: tuple[str, str], url_field: str = "url", storage_options: Optional[Mapping] = None) -> None:
     """Fail early, on the driver, for a local file or folder, list or manifest that does not
     exist, or a CSV / Parquet manifest without the ``url_field`` column (raises
-    FileNotFoundError / ValueError). A glob that matches nothing is no error (a nightly crawl
-    may have nothing new), nor is a remote URL (reading it decides) or a missing shard of a
-    WebDataset range."""
+    FileNotFoundError / ValueError; a glob of manifests: its first file is checked). A glob
+    that matches nothing is no error (a nightly crawl may have nothing new), nor is a remote
+    URL (reading it decides) or a missing shard of a WebDataset range."""
     fmt, value = source
     if fmt in ("glob", "tar"):  # a shard of a range that is missing is a failed record
         literal = not has_glob(value) and not (fmt == "tar" and _BRACES.search(value))
@@ -141,25 +172,37 @@ def check_source(source: tuple[str, str], url_field: str = "url", storage_option
         return
     if fmt not in ("list",) + MANIFEST_FORMATS:
         return
-    fs, path = filesystem(value, storage_options)
-    if not fs.isfile(path):
-        raise FileNotFoundError(f"{fmt} input {redact_uri(value)} does not exist")
-    if fmt in ("csv", "parquet"):
+    for pattern in expand_braces(value):
+        fs, path = filesystem(pattern, storage_options)
+        if not has_glob(pattern) and not fs.isfile(path):
+            raise FileNotFoundError(f"{fmt} input {redact_uri(pattern)} does not exist")
+    first = next(split_source(source, storage_options), None)
+    if fmt in ("csv", "parquet") and first:
+        fs, path = filesystem(first[1], storage_options)
         with fs.open(path, "rb") as f:
-            next(iter(_column(f, fmt, url_field, value)), None)
+            next(iter(_rows(f, fmt, (url_field,), url_field, first[1])), None)
 
 
-def expand_source(source: tuple[str, str], url_field: str = "url", storage_options: Optional[Mapping] = None):
+def expand_source(source: tuple[str, str], url_field: str = "url", storage_options: Optional[Mapping] = None,
+                  keep_fields=()):
     """(format, argument) -> InputItems. Globs and folders carry the listing's fingerprint;
     tar shards are items with ``shard=True``, opened later by ``ExpandShardsFn``. A line or
-    cell that names nothing is an item that fails (``listed_item``)."""
+    cell that names nothing is an item that fails (``listed_item``); so is a manifest row
+    that its crawler marked as failed (``CrawlFailed``, never fetched), and a manifest that
+    cannot be read to its end (its rows before the damage are listed as usual). Manifest
+    rows carry their ``url``, ``key`` and ``keep_fields``."""
     fmt, value = source
     if fmt == "list":
         for number, name in read_list_lines(value, storage_options):
             yield listed_item(name, value, f"line={number}")
     elif fmt in MANIFEST_FORMATS:
-        for where, name in read_manifest_urls(value, fmt, url_field, storage_options):
-            yield listed_item(name, value, where)
+        try:
+            for where, name, fields, failure in read_manifest_rows(value, fmt, url_field, keep_fields, storage_options):
+                item = listed_item(name, value, where)._replace(fields=fields)
+                yield item._replace(error=failure, error_type=CRAWL_FAILED) if failure and not item.error else item
+        except Exception as e:  # noqa: BLE001 - an unreadable manifest is a dead letter, never a crash
+            yield InputItem(listed_item(value).uri, error=f"cannot read the {fmt} manifest: {e}",
+                            error_type=type(e).__name__)
     else:
         for pattern in expand_braces(value) if fmt == "tar" else [value]:
             for uri, info in list_pattern(pattern, storage_options):
@@ -193,22 +236,27 @@ def sources(inputs=(), input_lists=(), input_format: str = "auto") -> list[tuple
 
 class ListInputs(beam.PTransform):
     """Inputs of any format -> InputItems, reshuffled; tar shards are items with
-    ``shard=True`` (see ``ExpandShards``). With ``progress_dir``, the listed items are
+    ``shard=True`` (see ``ExpandShards``); each file of a glob or brace range of lists or
+    manifests is read on its own. With ``progress_dir``, the listed items are
     tallied (``pipeline.progress``) before they are spread."""
 
     def __init__(self, patterns=(), list_files=(), storage_options: Mapping | None = None, *,
-                 input_format: str = "auto", url_field: str = "url", progress_dir: Optional[str] = None):
+                 input_format: str = "auto", url_field: str = "url", keep_fields=(),
+                 progress_dir: Optional[str] = None):
         super().__init__()
         self.sources = sources(patterns, list_files, input_format)
         self.storage_options = dict(storage_options or {})
         self.url_field = url_field
+        self.keep_fields = tuple(keep_fields)
         self.progress_dir = progress_dir
 
     def expand(self, pbegin):
         listed = (
             pbegin
             | "Sources" >> beam.Create(self.sources)
-            | "ExpandSources" >> beam.FlatMap(expand_source, self.url_field, self.storage_options)
+            | "SplitSources" >> beam.FlatMap(split_source, self.storage_options)
+            | "SpreadSources" >> beam.Reshuffle()  # many manifests: read in parallel
+            | "ExpandSources" >> beam.FlatMap(expand_source, self.url_field, self.storage_options, self.keep_fields)
         )
         if self.progress_dir:
             listed | "TallyListed" >> Tally(self.progress_dir, LISTED)
@@ -217,15 +265,18 @@ class ListInputs(beam.PTransform):
 
 class ExpandShards(beam.PTransform):
     """InputItems -> (items with tar shards opened into their image members, failed records
-    of unreadable shards, (shard, fingerprint, members) of each shard read to its end)."""
+    of unreadable shards, (shard, fingerprint, members) of each shard read to its end); each
+    member carries its sample's ``url``, ``key`` and ``keep_fields``."""
 
-    def __init__(self, max_bytes: Optional[int] = None, storage_options: Mapping | None = None):
+    def __init__(self, max_bytes: Optional[int] = None, storage_options: Mapping | None = None, keep_fields=()):
         super().__init__()
         self.max_bytes = max_bytes
         self.storage_options = dict(storage_options or {})
+        self.keep_fields = tuple(keep_fields)
 
     def expand(self, items):
-        out = items | "OpenShards" >> beam.ParDo(ExpandShardsFn(self.max_bytes, self.storage_options)).with_outputs(
+        shards = ExpandShardsFn(self.max_bytes, self.storage_options, self.keep_fields)
+        out = items | "OpenShards" >> beam.ParDo(shards).with_outputs(
             FAILED, SHARDS, main="items"
         )
         return out.items, out[FAILED], out[SHARDS]

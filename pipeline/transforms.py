@@ -22,13 +22,24 @@ from pipeline.items import as_item
 from pipeline.logs import install_redaction
 from pipeline.record_steps import NAMESPACE
 from pipeline.records import (
-    FAILED, NON_TEXT, STAGE_DECODE, STAGE_INFERENCE, STAGE_READ, TEXT, decided_record, failed_record,
+    FAILED, NON_TEXT, STAGE_DECODE, STAGE_INFERENCE, STAGE_READ, TEXT, decided_record, failed_record, with_source,
 )
 
 
+def keyed(item) -> object:
+    """The key an image carries through inference: its URI, or (URI, fields) where the item
+    carries fields back to its source (a manifest row, a WebDataset sample)."""
+    return (item.uri, item.fields) if item.fields else item.uri
+
+
+def unkeyed(key) -> tuple[str, Optional[dict]]:
+    """(URI, source fields or None) of a ``keyed`` key."""
+    return key if isinstance(key, tuple) else (key, None)
+
+
 class ReadAndDecodeFn(beam.DoFn):
-    """uri or InputItem -> (uri, uint8 RGB array resized to the model's input), or a failed
-    record. An item that carries its bytes (a tar member) is not read again."""
+    """uri or InputItem -> (``keyed(item)``, uint8 RGB array resized to the model's input),
+    or a failed record. An item that carries its bytes (a tar member) is not read again."""
 
     def __init__(self, read_config: ReadConfig = ReadConfig(), preprocess: PreprocessConfig = DEFAULT_PREPROCESS):
         self.read_config = read_config
@@ -47,28 +58,29 @@ class ReadAndDecodeFn(beam.DoFn):
         uri, data = item.uri, item.data
         if item.error is not None:  # failed where it was listed (a list line that names nothing)
             self.failed_read.inc()
-            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_READ, item.error, "BadListEntry"))
+            record = failed_record(uri, STAGE_READ, item.error, item.error_type or "BadListEntry")
+            yield beam.pvalue.TaggedOutput(FAILED, with_source(record, item.fields))
             return
         try:
             if data is None:
                 data = read_bytes(uri, self.read_config)
         except Exception as e:  # noqa: BLE001
             self.failed_read.inc()
-            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_READ, e))
+            yield beam.pvalue.TaggedOutput(FAILED, with_source(failed_record(uri, STAGE_READ, e), item.fields))
             return
         self.bytes_read.inc(len(data))
         try:
             image = decode_image(data, self.preprocess)
         except Exception as e:  # noqa: BLE001 - ImageDecodeError, ImageTooLarge, MemoryError, ...
             self.failed_decode.inc()
-            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_DECODE, e))
+            yield beam.pvalue.TaggedOutput(FAILED, with_source(failed_record(uri, STAGE_DECODE, e), item.fields))
             return
         self.decoded.inc()
-        yield uri, image
+        yield keyed(item), image
 
 
 class RouteByScoreFn(beam.DoFn):
-    """(uri, PredictionResult) -> a decided record on the ``text`` or ``non_text`` output,
+    """(``keyed`` URI, PredictionResult) -> a decided record on the ``text`` or ``non_text`` output,
     or a failed record where the model returned no usable probabilities (NaN, values
     outside [0, 1], the wrong number of regions): a manifest never holds a NaN score."""
 
@@ -80,14 +92,16 @@ class RouteByScoreFn(beam.DoFn):
         self.scores = Metrics.distribution(NAMESPACE, "score_permille")
 
     def process(self, keyed_result):
-        uri, result = keyed_result
+        key, result = keyed_result
+        uri, fields = unkeyed(key)
         probs = np.asarray(result.inference, dtype=np.float64)
         if probs.shape != (NUM_REGIONS,) or not ((probs >= 0.0) & (probs <= 1.0)).all():  # NaN fails too
             self.failed.inc()
             reason = f"model returned {probs.size} region scores, not {NUM_REGIONS} probabilities in [0, 1]"
-            yield beam.pvalue.TaggedOutput(FAILED, failed_record(uri, STAGE_INFERENCE, reason, "BadModelOutput"))
+            record = failed_record(uri, STAGE_INFERENCE, reason, "BadModelOutput")
+            yield beam.pvalue.TaggedOutput(FAILED, with_source(record, fields))
             return
-        record = decided_record(uri, probs, self.threshold, self.score_rule)
+        record = with_source(decided_record(uri, probs, self.threshold, self.score_rule), fields)
         self.counters[record["label"]].inc()
         self.scores.update(int(round(record["score"] * 1000)))
         yield beam.pvalue.TaggedOutput(record["label"], record)
@@ -97,7 +111,8 @@ _failed_inference = Metrics.counter(NAMESPACE, "failed_inference")
 
 
 def inference_failures(dead_letter) -> list:
-    """Failed RunInference batches, (batch of (uri, array), error), -> one failed record per URI."""
+    """Failed RunInference batches, (batch of (``keyed`` URI, array), error), -> one failed
+    record per URI."""
     batch, error = dead_letter
     if isinstance(error, tuple):  # (exception type, message, traceback) from Beam's DLQ
         error_type = getattr(error[0], "__name__", str(error[0]))
@@ -106,7 +121,8 @@ def inference_failures(dead_letter) -> list:
         error_type, message = type(error).__name__, str(error)
     examples = batch if isinstance(batch, list) else [batch]
     _failed_inference.inc(len(examples))
-    return [failed_record(uri, STAGE_INFERENCE, message, error_type) for uri, _ in examples]
+    return [with_source(failed_record(uri, STAGE_INFERENCE, message, error_type), fields)
+            for uri, fields in (unkeyed(key) for key, _ in examples)]
 
 
 class FilterImages(beam.PTransform):
