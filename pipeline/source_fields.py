@@ -74,15 +74,15 @@ def json_value(value):
 def crawl_failure(row: Mapping) -> Optional[str]:
     """Why the crawler that wrote ``row`` has no image for it (img2dataset's ``status``
     ``failed_to_download`` or ``failed_to_resize``, and its ``error_message``), or None."""
-    status = row.get(STATUS)
-    if isinstance(status, bytes):
-        status = status.decode("utf-8", "replace")
+    status, message = (_text(row.get(name)) for name in (STATUS, ERROR_MESSAGE))
     if not isinstance(status, str) or not status.startswith(FAILED_STATUS_PREFIX):
         return None
-    message = row.get(ERROR_MESSAGE)
-    if isinstance(message, bytes):
-        message = message.decode("utf-8", "replace")
     return f"crawler status {status}: {message}" if message else f"crawler status {status}"
+
+
+def _text(value):
+    """A Parquet cell read as bytes, as text; anything else as it is."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def sample_fields(key: str, sidecars: Mapping[str, bytes], names, where: str = "") -> dict:
