@@ -61,6 +61,27 @@ def test_pools_are_read_beside_the_data_root(cv_root, tmp_path):
     assert ds[ds.items()[0]].image.shape[2] == 3  # read from the pool's own folder
 
 
+def test_eval_pools_are_scored_but_never_trained_on(cv_root, tmp_path):
+    pool = Path(two_collection_root(tmp_path / "pool"))
+    lines = [json.dumps({**json.loads(line), "source": "p-" + json.loads(line)["source"]})
+             for line in (pool / "labels.jsonl").read_text().splitlines()]
+    (pool / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    plain = DataConfig(root=cv_root)
+    # a fold holding out a pool collection, for a recipe that does not train on the pool
+    cfg = DataConfig(root=cv_root, eval_pools=(str(pool),), holdout=("p-a", "a"))
+    train, held = select_records(cfg, "train"), select_records(cfg, "eval")
+    assert {r.source for r in train} == {"b"}  # neither the pool's p-b nor anything held out
+    assert {collection_of(r.source) for r in held} == {"a", "p-a"}
+    assert sum(Path(r.path).is_relative_to(pool.resolve()) for r in held) == 6
+    # by split: the pool's dev records are scored, its train records are not trained on
+    by_split = DataConfig(root=cv_root, eval_pools=(str(pool),))
+    assert select_records(by_split, "train") == select_records(plain, "train")
+    assert len(select_records(by_split, "eval")) == 2 * len(select_records(plain, "eval"))
+    # a pool both trained on and scored is read once
+    both = DataConfig(root=cv_root, pools=(str(pool),), eval_pools=(str(pool),), holdout=("p-a",))
+    assert len(select_records(both, "eval")) == 6 and len(select_records(both, "train")) == 18
+
+
 def test_flip_only_training_decodes_once_and_mirrors_labels(cv_root):
     cfg = DataConfig(root=cv_root, fixed_long_edge=341, synth=SynthConfig(enabled=False), crop_share=0.0,
                      augment=AugmentConfig(flip_p=0.5, rotate_p=0, zoom_p=0, jpeg_p=0))
@@ -136,3 +157,16 @@ def test_crossval_trains_scores_and_resumes_folds(cv_root, tmp_path):
     assert summary["ref"]["pooled"]["ap"] == pytest.approx(fig["ap"])  # one source fold: pooled = that fold
     table = crossval.markdown_table(summary)
     assert table.splitlines()[2].startswith("| ref | 1 |") and "dev" in table.splitlines()[0]
+
+
+def test_table_keeps_the_folds_asked_for(cv_root, tmp_path, capsys):
+    out = tmp_path / "cv"
+    crossval.main(["run", "--name", "ref", "--recipe", "reference", "--seeds", "0", "--folds", "a", "b",
+                   "--out_dir", str(out), "--num_threads", "1", "--num_workers", "0",
+                   "--set", "epochs=1", "--extra", "--root", cv_root, *TINY])
+    capsys.readouterr()
+    crossval.main(["table", "--out_dir", str(out), "--folds", "b"])
+    head, _, row = capsys.readouterr().out.splitlines()[:3]
+    b = json.loads((out / "ref" / "b-s0" / "result.json").read_text())["rules"]["max"]
+    assert "b: AP" in head and "a: AP" not in head
+    assert row.split(" | ")[2] == f"{b['ap']:.3f}"  # the mean over fold b alone

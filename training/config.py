@@ -80,6 +80,10 @@ class DataConfig:
     # More data roots laid out like ``root`` (labels.jsonl in the same format, paths relative to
     # that root), e.g. the pool that ``training.collections`` builds; read alongside ``root``.
     pools: tuple[str, ...] = ()
+    # Data roots like ``pools`` that are read for evaluation only: a cross-source fold can hold out
+    # collections of a pool and score a recipe that does not train on that pool (its records are
+    # never trained on; with ``holdout``, only the held-out collections' records are scored).
+    eval_pools: tuple[str, ...] = ()
     # Share of the non-text draws taken from the pools' non-text images (the root's take the
     # rest, less crops and patterns); -1: by their number (every non-text image equally likely).
     pool_share: float = -1.0

@@ -3,6 +3,9 @@
     python -m training.crossval run --name reference --recipe reference --seeds 0 1
     python -m training.crossval run --name aspect --recipe reference --set fixed_long_edge=0 --seeds 0 1
     python -m training.crossval table                     # one row per name, markdown
+    python -m training.crossval run --name plain+poolfolds --recipe reference_fast \
+        --folds posters+pets ... --extra --eval_pools /work/pool   # hold out collections of a pool
+    python -m training.crossval table --folds imagenet-sample ...  # the means over these folds only
 
 Dev (104 non-text images, drawn from the same collections as train) could not rank recipes:
 a student that looked level with another there lost by 20 points of rejection on images from
@@ -26,6 +29,11 @@ scores together are out-of-fold scores of the whole data set: the table also giv
 rejection at recall 0.95 of those pooled scores (one threshold for every collection). Every run is kept (``<out_dir>/<name>/<fold>-s<seed>/``: the
 checkpoint, ``result.json`` and the held-out scores as ``scores.npz``), and a finished one is
 not trained again, so a run can be stopped and started again and rows added one by one.
+
+Collections of a pool (``training.collections``) are held out like those of the data root. A
+recipe that trains on the pool names it with ``--pools``; one that does not names it with
+``--eval_pools``, so that it is scored on the same held-out images without training on the rest
+of the pool. Compare rows over the same folds (``table --folds``).
 """
 
 from __future__ import annotations
@@ -246,6 +254,8 @@ def main(argv=None) -> None:
     table_p = sub.add_parser("table", help="the results so far as a markdown table")
     table_p.add_argument("--names", nargs="*", default=None)
     table_p.add_argument("--rule", choices=tuple(SCORE_RULES), default="max")
+    table_p.add_argument("--folds", nargs="*", default=None,
+                         help="only these folds (the mean and pooled figures over them; default: every fold run)")
     for p in (run_p, table_p):
         p.add_argument("--out_dir", default="runs/crossval")
     args = parser.parse_args(argv)
@@ -257,7 +267,10 @@ def main(argv=None) -> None:
                 run_fold(args.name, args.recipe, settings, fold, seed, Path(args.out_dir), args.num_threads,
                          args.num_workers, args.extra)
     rule = getattr(args, "rule", "max")
-    summary = add_pooled(summarise(load_results(Path(args.out_dir)), rule), Path(args.out_dir), rule)
+    results = load_results(Path(args.out_dir))
+    if getattr(args, "folds", None) and args.command == "table":
+        results = [r for r in results if r["fold"] in set(args.folds) | {DEV}]
+    summary = add_pooled(summarise(results, rule), Path(args.out_dir), rule)
     names = getattr(args, "names", None) or ([args.name] if args.command == "run" else None)
     print(markdown_table(summary, [n for n in (names or summary) if n in summary]))
 

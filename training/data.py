@@ -60,22 +60,30 @@ def collection_of(source: str) -> str:
 def select_records(cfg: DataConfig, role: str) -> list[Record]:
     """The records a run trains on (``role="train"``) or evaluates on (``"eval"``): by split
     (``cfg.train_split`` / ``cfg.eval_split``), or, with ``cfg.holdout``, every record outside
-    / inside the held-out collections. Records of ``cfg.pools`` come with absolute paths."""
-    records = load_records(cfg.root, cfg.labels_file)
-    for pool in cfg.pools:
-        records += [dataclasses.replace(r, path=str(Path(pool).resolve() / r.path))
-                    for r in load_records(pool, cfg.labels_file)]
+    / inside the held-out collections. Records of ``cfg.pools`` come with absolute paths;
+    those of ``cfg.eval_pools`` are only ever evaluated on."""
     if role not in ("train", "eval"):
         raise ValueError(f"unknown role {role!r}: use 'train' or 'eval'")
+
+    def read(roots):
+        return [dataclasses.replace(r, path=str(Path(pool).resolve() / r.path))
+                for pool in roots for r in load_records(pool, cfg.labels_file)]
+
+    records = load_records(cfg.root, cfg.labels_file) + read(cfg.pools)
+    trained = {Path(pool).resolve() for pool in cfg.pools}
+    scored_only = read([pool for pool in cfg.eval_pools if Path(pool).resolve() not in trained]
+                       if role == "eval" or cfg.holdout else [])
     if cfg.holdout:
-        known = {collection_of(r.source) for r in records}
+        known = {collection_of(r.source) for r in records + scored_only}
         missing = sorted(set(cfg.holdout) - known)
         if missing:
             raise ValueError(f"held-out collections {missing} have no records; known: {sorted(known)}")
         held = set(cfg.holdout)
-        return [r for r in records if (collection_of(r.source) in held) == (role == "eval")]
+        if role == "train":
+            return [r for r in records if collection_of(r.source) not in held]
+        return [r for r in records + scored_only if collection_of(r.source) in held]
     split = cfg.train_split if role == "train" else cfg.eval_split
-    return [r for r in records if r.split == split]
+    return [r for r in records + (scored_only if role == "eval" else []) if r.split == split]
 
 
 def from_pools(record: Record, cfg: DataConfig) -> bool:
