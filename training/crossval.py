@@ -268,7 +268,7 @@ def main(argv=None) -> None:
                          args.num_workers, args.extra)
     rule = getattr(args, "rule", "max")
     results = load_results(Path(args.out_dir))
-    if getattr(args, "folds", None) and args.command == "table":
+    if args.command == "table" and args.folds:
         results = [r for r in results if r["fold"] in set(args.folds) | {DEV}]
     summary = add_pooled(summarise(results, rule), Path(args.out_dir), rule)
     names = getattr(args, "names", None) or ([args.name] if args.command == "run" else None)

@@ -71,19 +71,19 @@ def select_records(cfg: DataConfig, role: str) -> list[Record]:
 
     records = load_records(cfg.root, cfg.labels_file) + read(cfg.pools)
     trained = {Path(pool).resolve() for pool in cfg.pools}
+    # read for training only to check the held-out names
     scored_only = read([pool for pool in cfg.eval_pools if Path(pool).resolve() not in trained]
                        if role == "eval" or cfg.holdout else [])
+    candidates = records + scored_only if role == "eval" else records
     if cfg.holdout:
         known = {collection_of(r.source) for r in records + scored_only}
         missing = sorted(set(cfg.holdout) - known)
         if missing:
             raise ValueError(f"held-out collections {missing} have no records; known: {sorted(known)}")
         held = set(cfg.holdout)
-        if role == "train":
-            return [r for r in records if collection_of(r.source) not in held]
-        return [r for r in records + scored_only if collection_of(r.source) in held]
+        return [r for r in candidates if (collection_of(r.source) in held) == (role == "eval")]
     split = cfg.train_split if role == "train" else cfg.eval_split
-    return [r for r in records + (scored_only if role == "eval" else []) if r.split == split]
+    return [r for r in candidates if r.split == split]
 
 
 def from_pools(record: Record, cfg: DataConfig) -> bool:
