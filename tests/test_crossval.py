@@ -170,3 +170,17 @@ def test_table_keeps_the_folds_asked_for(cv_root, tmp_path, capsys):
     b = json.loads((out / "ref" / "b-s0" / "result.json").read_text())["rules"]["max"]
     assert "b: AP" in head and "a: AP" not in head
     assert row.split(" | ")[2] == f"{b['ap']:.3f}"  # the mean over fold b alone
+    capsys.readouterr()
+
+    # per held-out collection: a-pseudo counts as a; figures at the fold's own threshold
+    per = crossval.collection_figures(out, "ref")
+    assert set(per) == {"a", "b"} and per["a"]["fold"] == "a" and per["b"]["fold"] == "b"
+    scores = np.load(out / "ref" / "b-s0" / "scores.npz")
+    values = crossval.image_score(scores["probs"], "max")
+    labels = scores["image_labels"].astype(bool)
+    assert (per["b"]["n_text"], per["b"]["n_non_text"]) == (int(labels.sum()), int((~labels).sum()))
+    assert per["b"]["recall"] == pytest.approx(float((values[labels] >= b["thr@r95"]).mean()))
+    assert per["b"]["rejection"] == pytest.approx(b["reject@r95"])  # one collection: the fold's own figure
+    crossval.main(["collections", "--out_dir", str(out), "--names", "ref", "--folds", "a"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| a | a |")

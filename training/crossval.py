@@ -6,6 +6,7 @@
     python -m training.crossval run --name plain+poolfolds --recipe reference_fast \
         --folds posters+pets ... --extra --eval_pools /work/pool   # hold out collections of a pool
     python -m training.crossval table --folds imagenet-sample ...  # the means over these folds only
+    python -m training.crossval collections --names reference_fast   # per held-out collection
 
 Dev (104 non-text images, drawn from the same collections as train) could not rank recipes:
 a student that looked level with another there lost by 20 points of rejection on images from
@@ -54,7 +55,7 @@ from model.registry import load_checkpoint
 from model.regions import SCORE_RULES, image_score
 from training import metrics
 from training.augment import jpeg_bytes
-from training.data import Sample, TextFilterDataset, collate, shape_batches
+from training.data import Sample, TextFilterDataset, collate, collection_of, shape_batches
 from training.engine import predict
 from training.loop import train
 from training.recipes import RECIPES, parse_settings
@@ -209,6 +210,49 @@ def pooled_figures(out_dir: Path, name: str, seed: int, folds: Sequence[str], ru
     return {"ap": metrics.average_precision(scores, labels), "reject@r95": rejection, "thr@r95": threshold}
 
 
+def collection_figures(out_dir: Path, name: str, folds: Sequence[str] | None = None, rule: str = "max") -> dict:
+    """Per held-out collection of row ``name`` (mean over the seeds run): its text and non-text
+    images, and the share of each on the right side of its fold's recall-0.95 threshold
+    (recall of the text, rejection of the non-text): which collections a fold's figure hides."""
+    per: dict = {}
+    for path in sorted((Path(out_dir) / name).glob("*/result.json")):
+        result = json.loads(path.read_text())
+        if result["fold"] == DEV or (folds and result["fold"] not in folds):
+            continue
+        scores = np.load(path.parent / "scores.npz")
+        values = image_score(scores["probs"], rule)
+        labels = scores["image_labels"].astype(bool)
+        collections = np.asarray([collection_of(str(s)) for s in scores["sources"]])
+        threshold = result["rules"][rule]["thr@r95"]
+        for c in np.unique(collections):
+            mine = collections == c
+            entry = per.setdefault(str(c), {"fold": result["fold"], "recall": [], "rejection": []})
+            entry["n_text"], entry["n_non_text"] = int((mine & labels).sum()), int((mine & ~labels).sum())
+            if entry["n_text"]:
+                entry["recall"].append(float((values[mine & labels] >= threshold).mean()))
+            if entry["n_non_text"]:
+                entry["rejection"].append(float((values[mine & ~labels] < threshold).mean()))
+    return {c: {**e, "recall": float(np.mean(e["recall"])) if e["recall"] else None,
+                "rejection": float(np.mean(e["rejection"])) if e["rejection"] else None, "n_seeds": len(
+                    e["recall"] or e["rejection"])} for c, e in per.items()}
+
+
+def collections_table(figures: dict[str, dict]) -> str:
+    """``collection_figures`` of several rows side by side: rejection / recall per collection."""
+    names = list(figures)
+    collections = sorted({c for f in figures.values() for c in f}, key=lambda c: (
+        next(f[c]["fold"] for f in figures.values() if c in f), c))
+    head = ["collection", "fold", "text / non-text"] + [f"{n}: rejection / recall" for n in names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for c in collections:
+        first = next(f[c] for f in figures.values() if c in f)
+        cells = [c, first["fold"], f"{first['n_text']} / {first['n_non_text']}"]
+        cells += [f"{fmt(f[c]['rejection'])} / {fmt(f[c]['recall'])}" if c in f else "-" for f in figures.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(summary: dict, names: Sequence[str] | None = None) -> str:
     """One row per recipe: the mean over source folds (+- spread over seeds), then each fold."""
     names = list(names or summary)
@@ -256,7 +300,12 @@ def main(argv=None) -> None:
     table_p.add_argument("--rule", choices=tuple(SCORE_RULES), default="max")
     table_p.add_argument("--folds", nargs="*", default=None,
                          help="only these folds (the mean and pooled figures over them; default: every fold run)")
-    for p in (run_p, table_p):
+    coll_p = sub.add_parser("collections", help="per held-out collection: rejection and recall at the fold's "
+                                                  "recall-0.95 threshold, rows side by side")
+    coll_p.add_argument("--names", nargs="+", required=True)
+    coll_p.add_argument("--rule", choices=tuple(SCORE_RULES), default="max")
+    coll_p.add_argument("--folds", nargs="*", default=None)
+    for p in (run_p, table_p, coll_p):
         p.add_argument("--out_dir", default="runs/crossval")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -267,6 +316,9 @@ def main(argv=None) -> None:
                 run_fold(args.name, args.recipe, settings, fold, seed, Path(args.out_dir), args.num_threads,
                          args.num_workers, args.extra)
     rule = getattr(args, "rule", "max")
+    if args.command == "collections":
+        print(collections_table({n: collection_figures(Path(args.out_dir), n, args.folds, rule) for n in args.names}))
+        return
     results = load_results(Path(args.out_dir))
     if args.command == "table" and args.folds:
         results = [r for r in results if r["fold"] in set(args.folds) | {DEV}]
