@@ -16,7 +16,7 @@ from tests.images import encode, gradient
 from training.collections import screen as screen_mod
 from training.collections.build import build_pool
 from training.collections.labels import LabelsWriter, read_labels
-from training.collections.manifest import Manifest, load_manifests, split_of
+from training.collections.manifest import Manifest, load_manifests, split_of, with_bases
 from training.collections.screen import screen_entry, screen_rule, sha256
 from training.collections.summary import summary
 from training.data import load_records
@@ -99,6 +99,66 @@ def test_committed_manifests_load_and_are_distinct():
     assert len({m.name for m in manifests}) == len(manifests)
     assert sum(m.kind == "non_text" for m in manifests) >= 8 and sum(m.kind == "text" for m in manifests) >= 3
     assert all(len(m.commit) == 40 and m.licence for m in manifests)
+
+
+def rest_of(base: Manifest, **changes) -> Manifest:
+    """The unlabelled remainder of ``base`` (same paths), resolved; ``changes`` to its fields."""
+    fields = {"name": base.name + "-rest", "kind": "unlabelled", "repository": base.repository,
+              "commit": base.commit, "include": base.include, "exclude": base.exclude, "rest_of": base.name}
+    return with_bases([base, Manifest(**{**fields, **changes})])[1]
+
+
+def test_rest_of_selects_what_the_labelled_collection_leaves_and_never_its_contents(collection):
+    from training.collections.gitsource import GitSource
+
+    with GitSource(collection.repo, collection.manifest.commit) as source:
+        files = source.files()
+    everything = collection.manifest.select(files.items())  # 4 paths, big.jpg / copy_of_big.jpg once
+    base = Manifest(**{**collection.manifest.__dict__, "cap": 2})
+    rest = rest_of(base)
+    chosen, taken = rest.select(files.items()), base.select(files.items())
+    assert rest.base is base and taken == everything[:2]
+    assert chosen == everything[2:]  # the same sample order, what the cap left
+    assert not {files[p] for p in chosen} & {files[p] for p in taken}  # no copy of a labelled image
+    twin = {"imgs/big.jpg", "imgs/copy_of_big.jpg"}
+    assert len(twin & set(chosen + taken)) == 1
+    assert rest_of(base, cap=1).select(reversed(list(files.items()))) == chosen[:1]
+    assert "imgs/skip/other.jpg" in rest_of(base, exclude=()).select(files.items())  # its own patterns
+    assert rest_of(Manifest(**{**base.__dict__, "cap": None})).select(files.items()) == []
+
+
+def test_bad_rest_of_is_a_clear_error(collection, tmp_path):
+    base = collection.manifest
+    with pytest.raises(ValueError, match="names no manifest"):
+        with_bases([Manifest(name="nope-rest", kind="unlabelled", repository=base.repository, commit=base.commit,
+                             include=("*",), rest_of="nope")])
+    with pytest.raises(ValueError, match="not " + base.repository + "@" + "1" * 40):
+        rest_of(base, commit="1" * 40)
+    with pytest.raises(ValueError, match="must be named 'tiny-rest'"):
+        rest_of(base, name="tiny-more")
+    with pytest.raises(ValueError, match="rest_of is for kind unlabelled"):
+        rest_of(base, kind="non_text")
+    with pytest.raises(ValueError, match="not a labelled collection"):
+        rest_of(Manifest(**{**base.__dict__, "kind": "unlabelled"}))
+    with pytest.raises(ValueError, match="not resolved"):
+        Manifest(**{**rest_of(base).__dict__, "base": None}).select([("imgs/a.jpg", "0")])
+    # from manifest files: resolved by load_manifests, a bad one fails the load
+    for m in (base, rest_of(base)):
+        d = {k: v for k, v in m.__dict__.items() if k != "base"}
+        (tmp_path / f"{m.name}.json").write_text(json.dumps({**d, "include": list(m.include),
+                                                             "exclude": list(m.exclude)}), encoding="utf-8")
+    loaded = load_manifests(tmp_path, names=["tiny-rest"])
+    assert [m.name for m in loaded] == ["tiny-rest"] and loaded[0].base == base
+    (tmp_path / "tiny.json").unlink()
+    with pytest.raises(ValueError, match="rest_of 'tiny' names no manifest"):
+        load_manifests(tmp_path)
+
+
+def test_committed_rest_manifests_are_unlabelled_remainders():
+    rests = [m for m in load_manifests() if m.rest_of]
+    assert len(rests) >= 7 and all(m.kind == "unlabelled" and m.base.kind != "unlabelled" for m in rests)
+    aid = next(m for m in rests if m.rest_of == "aid-aerial")
+    assert set(aid.exclude) >= {f"AID/{c}/*" for c in ("Airport", "Center", "Church", "School", "Stadium")}
 
 
 def test_dropped_collections_are_left_out_unless_named(tmp_path):
@@ -206,6 +266,25 @@ def test_screening_is_resumable_and_records_bad_files(collection, monkeypatch):
     assert counts["screened"] == 4 and counts["failed"] == 2 and counts["text"] + counts["non_text"] == 2
 
 
+def test_unlabelled_collections_are_screened_without_ocr(collection, monkeypatch):
+    def no_ocr(*a, **k):
+        raise AssertionError("OCR must not run for an unlabelled collection")
+
+    monkeypatch.setattr("pipeline.ocr.make_engine", no_ocr)
+    monkeypatch.setattr("pipeline.ocr.ocr_image", no_ocr)
+    drop_blob(collection.repo, collection.files["imgs/gone.png"])
+    unlabelled = Manifest(**{**collection.manifest.__dict__, "kind": "unlabelled"})
+    assert screen_mod.screen_collections([unlabelled], collection.mirror, collection.labels) == {"tiny": 4}
+    entries = read_labels(collection.labels / "tiny.jsonl")
+    assert entries["imgs/gone.png"]["error"] == "missing from the snapshot"
+    assert entries["imgs/corrupt.jpg"]["error"].startswith("cannot decode")
+    good = [e for e in entries.values() if "error" not in e]
+    assert len(good) == 2 and {e["label"] for e in good} == {-1}
+    for e in good:
+        assert e["sha256"] == sha256(collection.files[e["path"]]) and e["boxes"] == e["ignore"] == []
+    assert entries["imgs/small.png"]["size"] == [300, 200]
+
+
 def test_screen_entry_reports_missing_and_corrupt_files_without_ocr(collection):
     m = collection.manifest
     assert screen_entry(None, m, "a.png", None)["error"] == "missing from the snapshot"
@@ -276,6 +355,20 @@ def test_build_puts_unlabelled_images_apart_and_counts_unscreened(collection):
     assert report.counts["tiny"] == {"unlabelled": 1, "unscreened": 3}
     assert load_records(collection.pool) == []
     assert load_records(collection.pool, "unlabelled.jsonl")[0].label == -1
+
+
+def test_build_puts_the_rest_of_a_collection_in_unlabelled_jsonl(collection, monkeypatch):
+    monkeypatch.setattr("pipeline.ocr.make_engine", lambda *a, **k: FakeEngine())
+    base = Manifest(**{**collection.manifest.__dict__, "cap": 2})
+    rest = rest_of(base)
+    screen_mod.screen_collections([base, rest], collection.mirror, collection.labels)
+    report = build_pool([base, rest], collection.pool, collection.mirror, collection.labels)
+    assert sum(report.counts["tiny-rest"].values()) == 2 and "text" not in report.counts["tiny-rest"]
+    unlabelled = load_records(collection.pool, "unlabelled.jsonl")
+    labelled = load_records(collection.pool)
+    assert unlabelled and {r.source for r in unlabelled} == {"tiny-rest"} and {r.label for r in unlabelled} == {-1}
+    assert all(r.path.startswith("images/tiny-rest/") and (collection.pool / r.path).is_file() for r in unlabelled)
+    assert {r.source for r in labelled} <= {"tiny"}
 
 
 def test_build_of_an_unfetched_collection_is_reported(collection, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from model.registry import load_checkpoint
 from training import crossval, metrics
 from training.config import AugmentConfig, DataConfig, SynthConfig, TrainConfig
-from training.data import IMAGE, Item, TextFilterDataset, collection_of, select_records
+from training.data import IMAGE, Item, TextFilterDataset, collection_of, select_records, select_unlabelled
 from training.engine import lr_at, one_cycle
 from training.train_student import build_parser, parse, settings_argv
 from tests.training_helpers import TINY, make_tiny_dataset
@@ -82,6 +82,36 @@ def test_eval_pools_are_scored_but_never_trained_on(cv_root, tmp_path):
     assert len(select_records(both, "eval")) == 6 and len(select_records(both, "train")) == 18
 
 
+def unlabelled_pool(root: Path) -> str:
+    """A pool whose unlabelled.jsonl holds the tiny data set's 12 images, unlabelled, as the rests
+    of collections ``a`` and ``b`` (``a-rest``, ``b-rest``), both splits."""
+    two_collection_root(root)
+    lines = [json.dumps({**d, "label": -1, "boxes": [], "source": collection_of(d["source"]) + "-rest"})
+             for d in map(json.loads, (root / "labels.jsonl").read_text().splitlines())]
+    (root / "unlabelled.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "labels.jsonl").unlink()
+    return str(root)
+
+
+def test_unlabelled_records_are_trained_on_only_outside_the_held_out_collections(cv_root, tmp_path):
+    pool = unlabelled_pool(tmp_path / "unl")
+    cfg = DataConfig(root=cv_root, unlabelled_pools=(pool,), unlabelled_share=0.5, holdout=("a",))
+    assert collection_of("a-rest") == "a" and collection_of("a-pseudo") == "a"
+    unlabelled = select_unlabelled(cfg)
+    assert len(unlabelled) == 6 and {r.source for r in unlabelled} == {"b-rest"}
+    assert all(Path(r.path).is_absolute() and Path(r.path).is_file() and r.label == -1 for r in unlabelled)
+    train, held = TextFilterDataset.for_role(cfg, "train"), TextFilterDataset.for_role(cfg, "eval")
+    assert [r.source for r in train.records[-6:]] == ["b-rest"] * 6 and len(train) == 12
+    assert {r.label for r in held.records} == {0, 1} and len(held) == 6  # never scored on
+    by_split = DataConfig(root=cv_root, unlabelled_pools=(pool,))
+    assert {r.split for r in select_unlabelled(by_split)} == {"train"} and len(select_unlabelled(by_split)) == 8
+    assert select_unlabelled(DataConfig(root=cv_root)) == []
+    labelled = Path(pool) / "unlabelled.jsonl"
+    labelled.write_text(labelled.read_text().replace('"label": -1', '"label": 0', 1))
+    with pytest.raises(ValueError, match="holds 1 records with a label"):
+        select_unlabelled(cfg)
+
+
 def test_flip_only_training_decodes_once_and_mirrors_labels(cv_root):
     cfg = DataConfig(root=cv_root, fixed_long_edge=341, synth=SynthConfig(enabled=False), crop_share=0.0,
                      augment=AugmentConfig(flip_p=0.5, rotate_p=0, zoom_p=0, jpeg_p=0))
@@ -119,6 +149,10 @@ def test_reference_recipe_and_settings():
     assert data_cfg.fixed_long_edge == 0 and data_cfg.synth.enabled and data_cfg.augment.jpeg_quality == (90, 95)
     assert train_cfg.model_config == ("strides=2,2,2,2,1,2", "pool_after=", "shared_mapper=false")
     assert train_cfg.lr == 1e-3  # flags after the recipe win
+    argv = settings_argv({"losses": "hard:1.0,kd:0.5", "unlabelled_pools": "/p/u", "unlabelled_share": "0.3"})
+    _, train_cfg, data_cfg, _ = parse(build_parser(), ["--recipe", "reference", *argv])
+    assert train_cfg.losses == ("hard:1.0", "kd:0.5")
+    assert data_cfg.unlabelled_pools == ("/p/u",) and data_cfg.unlabelled_share == 0.3
 
 
 def test_rejection_and_recall_at_operating_points():
@@ -184,3 +218,37 @@ def test_table_keeps_the_folds_asked_for(cv_root, tmp_path, capsys):
     crossval.main(["collections", "--out_dir", str(out), "--names", "ref", "--folds", "a"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[2].startswith("| a | a |")
+
+
+def test_crossval_distils_from_a_per_fold_teacher_on_unlabelled_images(cv_root, tmp_path):
+    out = tmp_path / "cv"
+    common = ["--recipe", "reference", "--seeds", "0", "--out_dir", str(out), "--num_threads", "1",
+              "--num_workers", "0"]
+    extra = ["--extra", "--root", cv_root, *TINY]
+    crossval.main(["run", "--name", "ref", "--folds", "a", *common, "--set", "epochs=1", *extra])
+    template = str(out / "ref" / "{fold}-s{seed}" / "student.pt")
+    assert crossval.teacher_path(template, "a", 0) == out / "ref" / "a-s0" / "student.pt"
+    with pytest.raises(ValueError, match="only {fold} and {seed}"):
+        crossval.teacher_path(str(out / "{folds}.pt"), "a", 0)
+
+    pool = unlabelled_pool(tmp_path / "unl")
+    kd = ["--set", "epochs=1", "losses=hard:1.0,kd:1.0", "unlabelled_share=0.5", *extra, "--unlabelled_pools", pool]
+    # fold b has no teacher yet: refused before anything is trained, fold a included
+    with pytest.raises(FileNotFoundError, match="no teacher checkpoint .*b-s0.* for fold b seed 0"):
+        crossval.main(["run", "--name", "kd", "--folds", "a", "b", "--teacher", template, *common, *kd])
+    assert not (out / "kd").exists()
+    with pytest.raises(ValueError, match="need a teacher"):
+        crossval.main(["run", "--name", "kd", "--folds", "a", *common, *kd])
+    with pytest.raises(ValueError, match="use no teacher"):
+        crossval.main(["run", "--name", "hard", "--folds", "a", "--teacher", template, *common, "--set", "epochs=1",
+                       *extra])
+
+    crossval.main(["run", "--name", "kd", "--folds", "a", "--teacher", template, *common, *kd])
+    result = json.loads((out / "kd" / "a-s0" / "result.json").read_text())
+    assert result["teacher"] == str(out / "ref" / "a-s0" / "student.pt")
+    assert result["rules"]["max"]["n_text"] + result["rules"]["max"]["n_non_text"] == 6  # unlabelled never scored
+    _, meta = load_checkpoint(out / "kd" / "a-s0" / "student.pt")
+    assert meta["teacher"] == result["teacher"] and meta["stage"] == "distill"
+    assert list(meta["train_config"]["losses"]) == ["hard:1.0", "kd:1.0"]
+    assert meta["data_config"]["unlabelled_share"] == 0.5 and tuple(meta["data_config"]["unlabelled_pools"]) == (pool,)
+    assert "loss_kd" in meta["history"][-1]

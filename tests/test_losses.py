@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -10,7 +11,7 @@ from model.heads import RegionOutput
 from model.registry import build_model
 from model.regions import NUM_REGIONS
 from training.data import Batch
-from training.losses import LOSSES, Objective, build_objective, parse_term
+from training.losses import LOSSES, Objective, any_term, build_objective, parse_term
 from training.losses.hard import HardRegionLoss, masked_bce_with_logits
 
 
@@ -108,3 +109,47 @@ def test_image_loss_charges_the_decision_and_skips_text_that_left_every_region()
     with pytest.raises(ValueError, match="unknown score rule"):
         ImageScoreLoss("mean")
     assert "image" in LOSSES and parse_term("image:0.5") == ("image", 0.5)
+
+
+def test_unlabelled_images_teach_only_the_label_free_terms():
+    """An unlabelled image (label -1, every region IGNORE, as training.data gives it): the label
+    losses take no gradient from it, the teacher's soft labels do."""
+    from training.data import labels_of
+    from training.losses.image import ImageScoreLoss
+
+    torch.manual_seed(0)
+    labels = torch.from_numpy(np.stack([labels_of(1, [[0, 0, 40, 0, 40, 30, 0, 30]], 96, 64),
+                                        labels_of(-1, [], 96, 64)]))
+    assert (labels[1] == -1).all() and labels[0].max() == 1
+    batch = make_batch(labels)
+    batch.image_labels = torch.tensor([1, -1])
+    logits = torch.randn(2, NUM_REGIONS, requires_grad=True)
+    student = RegionOutput(logits, torch.randn(2, NUM_REGIONS, 8))
+    teacher = RegionOutput(torch.randn(2, NUM_REGIONS), torch.randn(2, NUM_REGIONS, 8))
+    for name, loss in (("hard", HardRegionLoss()), ("image", ImageScoreLoss())):
+        logits.grad = None
+        value = loss(student, batch, teacher)
+        value.backward()
+        assert (logits.grad[1] == 0).all() and logits.grad[0].abs().sum() > 0, name
+        alone = loss(RegionOutput(logits[:1], student.features[:1]), make_batch(labels[:1]), teacher)
+        torch.testing.assert_close(value, alone)  # as if the unlabelled image were not in the batch
+    logits.grad = None
+    LOSSES["kd"]()(student, batch, teacher).backward()
+    assert (logits.grad[1] != 0).all()
+    assert any_term(["hard:1", "kd:1"], "label_free") and not any_term(["hard:1", "image:0.5"], "label_free")
+    assert any_term(["ab"], "needs_teacher") and not any_term(["hard"], "needs_teacher")
+
+
+def test_unlabelled_draws_need_a_label_free_loss():
+    from training.config import DataConfig, TrainConfig
+    from training.loop import check_unlabelled_use
+
+    with pytest.raises(ValueError, match="none of the losses hard:1.0 learns from unlabelled images"):
+        check_unlabelled_use(TrainConfig(losses=("hard:1.0",)), DataConfig(unlabelled_share=0.3))
+    check_unlabelled_use(TrainConfig(losses=("hard:1.0", "kd:1.0")), DataConfig(unlabelled_share=0.3))
+    check_unlabelled_use(TrainConfig(losses=("hard:1.0",)), DataConfig())
+
+
+def test_a_list_of_terms_in_one_value_is_a_clear_error():
+    with pytest.raises(ValueError, match="weight '1.0,kd:1.0' is not a number"):
+        parse_term("hard:1.0,kd:1.0")

@@ -209,6 +209,47 @@ def test_pool_share_sets_the_pools_part_of_the_non_text_draws(tmp_path):
         BalancedSampler(ds, dataclasses.replace(ds.cfg, pool_share=0.5, pools=()), seed=0)
 
 
+def test_sampler_draws_the_unlabelled_share_on_top_of_balanced_draws(tmp_path):
+    records = [Record(f"t{i}.png", 1, [], [], "text", "train") for i in range(30)]
+    records += [Record(f"n{i}.png", 0, [], [], "photo", "train") for i in range(10)]
+    records += [Record(f"u{i}.jpg", -1, [], [], "pets-rest", "train") for i in range(200)]
+    ds = make_dataset(tmp_path, records, unlabelled_share=0.3)
+    sampler = BalancedSampler(ds, ds.cfg, seed=0)
+    assert len(sampler) == round(40 / 0.7)  # an epoch: the labelled records' draws plus the unlabelled share
+    sampler.length = 6000
+    items = list(sampler)
+    drawn = [ds.records[it.index].label for it in items]
+    assert abs(drawn.count(-1) / 6000 - 0.3) < 0.03
+    assert abs(drawn.count(0) / (drawn.count(0) + drawn.count(1)) - 0.5) < 0.03  # the rest still balanced
+    first = [it.index for it in items if ds.records[it.index].label == -1][:200]
+    assert sorted(first) == list(range(40, 240))  # walked without replacement
+    assert {it.kind for it in items} == {IMAGE}
+    with pytest.raises(ValueError, match="no unlabelled training records"):
+        BalancedSampler(make_dataset(tmp_path, records[:40], unlabelled_share=0.3), ds.cfg, seed=0)
+    with pytest.raises(ValueError, match="would never be drawn"):
+        BalancedSampler(ds, dataclasses.replace(ds.cfg, unlabelled_share=0.0), seed=0)
+    with pytest.raises(ValueError, match="not in"):
+        BalancedSampler(ds, dataclasses.replace(ds.cfg, unlabelled_share=1.0), seed=0)
+
+
+def test_unlabelled_samples_have_every_region_ignored_and_are_not_cached(tmp_path):
+    write_image(tmp_path / "t.png", (320, 240), (10, 10, 60, 40))
+    write_image(tmp_path / "u.png", (320, 240), (10, 10, 60, 40))
+    records = [Record("t.png", 1, [rect_box(10, 10, 60, 40)], [], "text", "train"),
+               Record("u.png", -1, [], [], "pets-rest", "train")]
+    flips = dataclasses.replace(NO_AUG, flip_p=0.5)
+    ds = make_dataset(tmp_path, records, augment=flips, unlabelled_share=0.5)
+    assert ds.decoded is not None  # flips only: labelled images are decoded once
+    for seed in (1, 2, -1):
+        sample = ds[Item(IMAGE, 1, seed)]
+        assert sample.label == -1 and sample.labels.shape == (34,) and (sample.labels == -1).all()
+    labelled = ds[Item(IMAGE, 0, 1)]
+    assert labelled.label == 1 and labelled.labels.max() == 1
+    assert list(ds.decoded) == [0] and list(ds.store.cache) == ["t.png"]  # the unlabelled image read from disk
+    batch = next(batches(ds, [Item(IMAGE, 0, 1), Item(IMAGE, 1, 1)], batch_size=2))
+    assert batch.image_labels.tolist() == [1, -1] and (batch.labels[1] == -1).all()
+
+
 def test_patterns_are_text_free_negatives_over_the_photo(tmp_path):
     write_image(tmp_path / "n.png", (320, 240), None)
     records = [Record("t.png", 1, [], [], "text", "train"), Record("n.png", 0, [], [], "photo", "train")]

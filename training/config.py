@@ -87,6 +87,14 @@ class DataConfig:
     # Share of the non-text draws taken from the pools' non-text images (the root's take the
     # rest, less crops and patterns); -1: by their number (every non-text image equally likely).
     pool_share: float = -1.0
+    # Pools whose ``unlabelled_file`` (``training.collections`` build) is read for training only,
+    # held-out collections (and their ``-rest``) left out as for labelled records. Such images
+    # carry no labels: only label-free loss terms (the teacher's soft labels, ``kd``) learn from them.
+    unlabelled_pools: tuple[str, ...] = ()
+    unlabelled_file: str = "unlabelled.jsonl"
+    # Share of the training draws taken from the unlabelled images (the balanced draws take the
+    # rest); with epoch_size 0 an epoch is the labelled records' number of balanced draws plus these.
+    unlabelled_share: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
 

@@ -7,6 +7,9 @@
         --folds posters+pets ... --extra --eval_pools /work/pool   # hold out collections of a pool
     python -m training.crossval table --folds imagenet-sample ...  # the means over these folds only
     python -m training.crossval collections --names reference_fast   # per held-out collection
+    python -m training.crossval run --name kd-unl --recipe reference_fast \
+        --teacher 'runs/crossval/reference/{fold}-s{seed}/student.pt' \
+        --set losses=hard:1.0,kd:1.0 unlabelled_share=0.3 --extra --unlabelled_pools /work/pool-unl
 
 Dev (104 non-text images, drawn from the same collections as train) could not rank recipes:
 a student that looked level with another there lost by 20 points of rejection on images from
@@ -35,6 +38,14 @@ Collections of a pool (``training.collections``) are held out like those of the 
 recipe that trains on the pool names it with ``--pools``; one that does not names it with
 ``--eval_pools``, so that it is scored on the same held-out images without training on the rest
 of the pool. Compare rows over the same folds (``table --folds``).
+
+Distillation: ``--teacher TEMPLATE`` names each run's teacher checkpoint, ``{fold}`` and
+``{seed}`` substituted, so that the teacher of a fold never saw its held-out collections (e.g. the
+students of another row, ``runs/crossval/<row>/{fold}-s{seed}/student.pt``). It is loaded frozen
+and used by the teacher's loss terms (``--set losses=hard:1.0,kd:1.0``); with ``unlabelled_pools``
+and ``unlabelled_share`` the soft labels also cover unlabelled images (of the collections that are
+not held out). Every teacher file is checked before anything is trained, and ``result.json`` and
+the checkpoint's meta record the one used.
 """
 
 from __future__ import annotations
@@ -57,7 +68,8 @@ from training import metrics
 from training.augment import jpeg_bytes
 from training.data import Sample, TextFilterDataset, collate, collection_of, shape_batches
 from training.engine import predict
-from training.loop import train
+from training.loop import load_frozen, train
+from training.losses import any_term
 from training.recipes import RECIPES, parse_settings
 from training.train_student import build_parser, parse, settings_argv
 
@@ -91,6 +103,18 @@ def train_argv(recipe_name: str, settings: dict, fold: str, seed: int, directory
             "--out_dir", str(directory), *extra]
     holdout = holdout_of(fold)
     return argv + (["--holdout", *holdout] if holdout else [])
+
+
+def teacher_path(template: str, fold: str, seed: int) -> Path:
+    """The teacher checkpoint of one fold's run: ``template`` with ``{fold}`` and ``{seed}``
+    substituted; raises when there is no such file."""
+    try:
+        path = Path(template.format(fold=fold, seed=seed))
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"teacher template {template!r}: only {{fold}} and {{seed}} are substituted ({e!r})") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"no teacher checkpoint {path} for fold {fold} seed {seed} (--teacher {template})")
+    return path
 
 
 def scored_twice(dataset: TextFilterDataset, quality: int) -> Iterator[tuple[Sample, Sample]]:
@@ -127,9 +151,10 @@ def fold_figures(pred: dict, rule: str) -> dict:
 
 
 def run_fold(name: str, recipe_name: str, settings: dict, fold: str, seed: int, out_dir: Path, num_threads: int = 2,
-             num_workers: int = 1, extra: Sequence[str] = ()) -> dict:
+             num_workers: int = 1, extra: Sequence[str] = (), teacher: str | None = None) -> dict:
     """Train (unless done) and score one fold with one seed; the result is also written to
-    ``<run dir>/result.json``."""
+    ``<run dir>/result.json``. ``teacher``: a template of the teacher checkpoint's path
+    (``teacher_path``), for recipes whose losses use a teacher."""
     directory = run_dir(out_dir, name, fold, seed)
     result_path = directory / "result.json"
     if result_path.is_file():
@@ -137,11 +162,18 @@ def run_fold(name: str, recipe_name: str, settings: dict, fold: str, seed: int, 
     checkpoint = directory / "student.pt"
     args, train_cfg, data_cfg, _ = parse(build_parser(), train_argv(recipe_name, settings, fold, seed, directory,
                                                                      num_threads, num_workers, extra))
+    needs_teacher = any_term(train_cfg.losses, "needs_teacher")
+    if needs_teacher != bool(teacher):
+        raise ValueError(f"losses {' '.join(train_cfg.losses)} " + ("need a teacher: give --teacher TEMPLATE"
+                         if needs_teacher else f"use no teacher, but --teacher {teacher} was given"))
+    teacher_file = str(teacher_path(teacher, fold, seed)) if teacher else None
     start = time.perf_counter()
     if not checkpoint.is_file():
         resume_from = str(directory / "last.pt") if (directory / "last.pt").is_file() else None
-        train(train_cfg, data_cfg, out=str(checkpoint), resume_from=resume_from, stage="hard",
-              meta_extra={"recipe": recipe_name, "settings": settings, "fold": fold})
+        frozen = load_frozen(teacher_file, channels_last=train_cfg.channels_last) if teacher_file else None
+        train(train_cfg, data_cfg, out=str(checkpoint), resume_from=resume_from, teacher=frozen,
+              stage="distill" if frozen is not None else "hard",
+              meta_extra={"recipe": recipe_name, "settings": settings, "fold": fold, "teacher": teacher_file})
     seconds = time.perf_counter() - start
     torch.set_num_threads(num_threads)
     model, _ = load_checkpoint(checkpoint)
@@ -151,7 +183,7 @@ def run_fold(name: str, recipe_name: str, settings: dict, fold: str, seed: int, 
                         image_labels=pred["image_labels"], sources=np.asarray(pred["sources"]),
                         paths=np.asarray(pred["paths"]))
     result = {"name": name, "recipe": recipe_name, "settings": settings, "fold": fold, "seed": seed,
-              "train_seconds": round(seconds, 1), "rules": {rule: fold_figures(pred, rule) for rule in SCORE_RULES}}
+              "teacher": teacher_file, "train_seconds": round(seconds, 1), "rules": {rule: fold_figures(pred, rule) for rule in SCORE_RULES}}
     result_path.write_text(json.dumps(result, indent=2))
     log.info("%s %s seed %d: %s", name, fold, seed, json.dumps(result["rules"]["max"]))
     return result
@@ -291,6 +323,9 @@ def main(argv=None) -> None:
                        help="changes to the recipe (training.train_student option names)")
     run_p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     run_p.add_argument("--folds", nargs="+", default=list(DEFAULT_FOLDS))
+    run_p.add_argument("--teacher", default=None, metavar="TEMPLATE",
+                       help="teacher checkpoint of each run, {fold} and {seed} substituted "
+                            "(e.g. runs/crossval/reference/{fold}-s{seed}/student.pt)")
     run_p.add_argument("--num_threads", type=int, default=2)
     run_p.add_argument("--num_workers", type=int, default=1)
     run_p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
@@ -311,10 +346,14 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         settings = parse_settings(args.set)
-        for seed in args.seeds:
-            for fold in args.folds:
-                run_fold(args.name, args.recipe, settings, fold, seed, Path(args.out_dir), args.num_threads,
-                         args.num_workers, args.extra)
+        runs = [(fold, seed) for seed in args.seeds for fold in args.folds]
+        if args.teacher:  # every teacher there before hours of training, not at the third fold
+            for fold, seed in runs:
+                if not (run_dir(Path(args.out_dir), args.name, fold, seed) / "result.json").is_file():
+                    teacher_path(args.teacher, fold, seed)
+        for fold, seed in runs:
+            run_fold(args.name, args.recipe, settings, fold, seed, Path(args.out_dir), args.num_threads,
+                     args.num_workers, args.extra, args.teacher)
     rule = getattr(args, "rule", "max")
     if args.command == "collections":
         print(collections_table({n: collection_figures(Path(args.out_dir), n, args.folds, rule) for n in args.names}))

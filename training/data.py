@@ -1,13 +1,17 @@
 """Training and evaluation data: records, region labels, class balance, shape batches.
 
-- ``load_records`` reads ``labels.jsonl`` (paths relative to the data root).
+- ``load_records`` reads ``labels.jsonl`` (paths relative to the data root);
+  ``select_records`` / ``select_unlabelled`` pick a run's records (by split or held-out
+  collections), the latter the unlabelled images of ``unlabelled_pools`` (label -1: every
+  region ``IGNORE``, so only label-free losses such as the teacher's soft labels use them).
 - ``TextFilterDataset`` turns an ``Item`` (what to draw, and the seed of its randomness)
   into a ``Sample``: the image as the pipeline would see it (``model.preprocessing``) and
   its 34 region labels (``model.regions.region_labels``). Four kinds of item:
   ``image`` (a stored image, augmented in training), ``crop`` (a text-free crop of a text
   image: an extra negative), ``synth`` (synthetic text on a non-text photo) and
   ``pattern`` (a texture over a non-text photo, ``training.patterns``: an extra negative).
-- ``BalancedSampler`` draws non-text items about as often as text ones.
+- ``BalancedSampler`` draws non-text items about as often as text ones, and a share
+  ``unlabelled_share`` of the draws from the unlabelled images.
 - ``shape_batches`` groups samples of the same shape (the resize rounds the long edge to a
   multiple of 32, so shapes repeat) and ``collate`` stacks them into a ``Batch``.
 """
@@ -29,8 +33,10 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image, open_image, to_rgb, to_tensor
-from model.regions import as_polygons, region_labels
+from model.regions import IGNORE, NUM_REGIONS, as_polygons, region_labels
 from training.augment import augment_geometry, hflip_matrix, to_model_input, transform_boxes
+from training.collections.labels import UNLABELLED
+from training.collections.manifest import REST_SUFFIX
 from training.config import DataConfig
 from training.patterns import render_pattern
 from training.synthtext import TextRenderer
@@ -39,12 +45,14 @@ log = logging.getLogger(__name__)
 
 IMAGE, CROP, SYNTH, PATTERN = "image", "crop", "synth", "pattern"
 EXIF_ORIENTATION = 0x0112
+# Sources that belong to another collection: text found in its photos, its unlabelled remainder.
+COLLECTION_SUFFIXES = ("-pseudo", REST_SUFFIX)
 
 
 @dataclass
 class Record:
     path: str  # relative to the data root
-    label: int  # 1 text, 0 non-text
+    label: int  # 1 text, 0 non-text, -1 (``UNLABELLED``) unknown
     boxes: list
     ignore: list
     source: str
@@ -53,37 +61,64 @@ class Record:
 
 def collection_of(source: str) -> str:
     """The collection a source belongs to: ``imagenet-sample-pseudo`` (text found in
-    ImageNet photos) is ``imagenet-sample``; whole collections are held out together."""
-    return source[: -len("-pseudo")] if source.endswith("-pseudo") else source
+    ImageNet photos) is ``imagenet-sample``, ``pets-rest`` (the unlabelled remainder of the
+    pets collection, ``training.collections``) is ``pets``; whole collections are held out
+    together."""
+    for suffix in COLLECTION_SUFFIXES:
+        if source.endswith(suffix):
+            return source[: -len(suffix)]
+    return source
+
+
+def read_pools(roots: Iterable[str], labels_file: str) -> list[Record]:
+    """The records of ``labels_file`` under each pool root, with absolute paths."""
+    return [dataclasses.replace(r, path=str(Path(pool).resolve() / r.path))
+            for pool in roots for r in load_records(pool, labels_file)]
+
+
+def in_role(cfg: DataConfig, records: Iterable[Record], role: str) -> list[Record]:
+    """The ``records`` of ``role``: outside (``"train"``) / inside (``"eval"``) the held-out
+    collections with ``cfg.holdout``, else those of the role's split."""
+    if role not in ("train", "eval"):
+        raise ValueError(f"unknown role {role!r}: use 'train' or 'eval'")
+    if cfg.holdout:
+        held = set(cfg.holdout)
+        return [r for r in records if (collection_of(r.source) in held) == (role == "eval")]
+    split = cfg.train_split if role == "train" else cfg.eval_split
+    return [r for r in records if r.split == split]
 
 
 def select_records(cfg: DataConfig, role: str) -> list[Record]:
-    """The records a run trains on (``role="train"``) or evaluates on (``"eval"``): by split
-    (``cfg.train_split`` / ``cfg.eval_split``), or, with ``cfg.holdout``, every record outside
-    / inside the held-out collections. Records of ``cfg.pools`` come with absolute paths;
-    those of ``cfg.eval_pools`` are only ever evaluated on."""
+    """The labelled records a run trains on (``role="train"``) or evaluates on (``"eval"``):
+    by split (``cfg.train_split`` / ``cfg.eval_split``), or, with ``cfg.holdout``, every record
+    outside / inside the held-out collections. Records of ``cfg.pools`` come with absolute
+    paths; those of ``cfg.eval_pools`` are only ever evaluated on."""
     if role not in ("train", "eval"):
         raise ValueError(f"unknown role {role!r}: use 'train' or 'eval'")
-
-    def read(roots):
-        return [dataclasses.replace(r, path=str(Path(pool).resolve() / r.path))
-                for pool in roots for r in load_records(pool, cfg.labels_file)]
-
-    records = load_records(cfg.root, cfg.labels_file) + read(cfg.pools)
+    records = load_records(cfg.root, cfg.labels_file) + read_pools(cfg.pools, cfg.labels_file)
     trained = {Path(pool).resolve() for pool in cfg.pools}
     # read for training only to check the held-out names
-    scored_only = read([pool for pool in cfg.eval_pools if Path(pool).resolve() not in trained]
-                       if role == "eval" or cfg.holdout else [])
-    candidates = records + scored_only if role == "eval" else records
+    scored_only = read_pools([pool for pool in cfg.eval_pools if Path(pool).resolve() not in trained]
+                             if role == "eval" or cfg.holdout else [], cfg.labels_file)
     if cfg.holdout:
         known = {collection_of(r.source) for r in records + scored_only}
         missing = sorted(set(cfg.holdout) - known)
         if missing:
             raise ValueError(f"held-out collections {missing} have no records; known: {sorted(known)}")
-        held = set(cfg.holdout)
-        return [r for r in candidates if (collection_of(r.source) in held) == (role == "eval")]
-    split = cfg.train_split if role == "train" else cfg.eval_split
-    return [r for r in candidates if r.split == split]
+    return in_role(cfg, records + scored_only if role == "eval" else records, role)
+
+
+def select_unlabelled(cfg: DataConfig) -> list[Record]:
+    """The unlabelled training records: ``cfg.unlabelled_file`` of each of
+    ``cfg.unlabelled_pools`` (absolute paths), chosen like labelled training records (the
+    held-out collections, with their ``-rest``, left out; else the train split). Never
+    evaluated on."""
+    records = read_pools(cfg.unlabelled_pools, cfg.unlabelled_file)
+    labelled = [r for r in records if r.label != UNLABELLED]
+    if labelled:
+        raise ValueError(f"{cfg.unlabelled_file} of the unlabelled pools holds {len(labelled)} records with a "
+                         f"label (e.g. {labelled[0].path}: {labelled[0].label}); labelled images go in --pools")
+    return in_role(cfg, records, "train")
 
 
 def from_pools(record: Record, cfg: DataConfig) -> bool:
@@ -121,8 +156,8 @@ class Item(NamedTuple):
 @dataclass
 class Sample:
     image: np.ndarray  # uint8 (H, W, 3), as model.preprocessing produces it
-    labels: np.ndarray  # int64 (34,): 1 text, 0 background, -1 ignore
-    label: int  # image label: the record's for IMAGE items, 0 for crops and patterns, 1 for synthetic text
+    labels: np.ndarray  # int64 (34,): 1 text, 0 background, -1 ignore (every region of an unlabelled image)
+    label: int  # image label: the record's for IMAGE items (-1: unlabelled), 0 for crops and patterns, 1 for synthetic text
     source: str
     path: str
     kind: str
@@ -175,6 +210,14 @@ def text_free_crops(width: int, height: int, boxes: Sequence, rng: np.random.Gen
     return [(int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i])) for i in order]
 
 
+def labels_of(label: int, boxes: Sequence, width: float, height: float, ignore: Sequence = ()) -> np.ndarray:
+    """The 34 region labels of an image of label ``label``: every region ``IGNORE`` for an
+    unlabelled one (no label-using loss learns from it), else ``model.regions.region_labels``."""
+    if label == UNLABELLED:
+        return np.full(NUM_REGIONS, IGNORE, dtype=np.int64)
+    return region_labels(boxes, width, height, ignore)
+
+
 class ImageStore:
     """Reads image files under a root, optionally keeping their bytes in memory."""
 
@@ -214,6 +257,8 @@ class TextFilterDataset(Dataset):
         self.renderer = renderer if train else None
         self.preprocess = preprocess
         self.store = ImageStore(cfg.root, cfg.cache_bytes)
+        # unlabelled images are many and drawn about once a run: read from disk, never cached
+        self.stream = ImageStore(cfg.root, cache=False)
         self.crops: dict[int, list] = self._find_crops(crop_seed) if train and cfg.crop_share > 0 else {}
         # With flips as the only augmentation, a stored image is decoded once and mirrored as an
         # array view (~1 GB for 4,000 images at 256x341): the data thread no longer competes with
@@ -228,9 +273,13 @@ class TextFilterDataset(Dataset):
 
     @classmethod
     def for_role(cls, cfg: DataConfig, role: str, **kwargs) -> "TextFilterDataset":
-        """The training (``role="train"``, augmented) or evaluation set of ``cfg``
+        """The training (``role="train"``, augmented, with the unlabelled images of
+        ``select_unlabelled`` after the labelled ones) or evaluation set of ``cfg``
         (``select_records``), at ``cfg``'s input shape."""
-        return cls._of(select_records(cfg, role), cfg, role == "train", **kwargs)
+        records = select_records(cfg, role)
+        if role == "train":
+            records += select_unlabelled(cfg)
+        return cls._of(records, cfg, role == "train", **kwargs)
 
     @classmethod
     def _of(cls, records: Sequence[Record], cfg: DataConfig, train: bool, **kwargs) -> "TextFilterDataset":
@@ -264,17 +313,22 @@ class TextFilterDataset(Dataset):
         kind, index, seed = item
         record = self.records[index]
         if seed < 0 or not self.train:  # exactly the pipeline's decode
-            image = decode_image(self.store.read(record.path), self.preprocess)
-            labels = region_labels(record.boxes, *self.store.size(record.path, self.preprocess), record.ignore)
+            store = self.store_of(record)
+            image = decode_image(store.read(record.path), self.preprocess)
+            labels = labels_of(record.label, record.boxes, *store.size(record.path, self.preprocess), record.ignore)
             return Sample(image, labels, record.label, record.source, record.path, IMAGE)
         rng = np.random.default_rng(seed)
-        if kind == IMAGE and self.decoded is not None:
+        if kind == IMAGE and self.decoded is not None and record.label != UNLABELLED:
             return self._flipped(index, rng.random() < self.cfg.augment.flip_p)
         img, boxes, ignore, label, source = self._base(kind, index, rng)
         img, boxes, ignore = augment_geometry(img, boxes, ignore, rng, self.cfg.augment)
-        labels = region_labels(boxes, img.width, img.height, ignore)
+        labels = labels_of(label, boxes, img.width, img.height, ignore)
         image = to_model_input(img, rng, self.cfg.augment, self.preprocess)
         return Sample(image, labels, label, source, record.path, kind)
+
+    def store_of(self, record: Record) -> ImageStore:
+        """Where ``record``'s bytes are read: the cache, or straight from disk when unlabelled."""
+        return self.stream if record.label == UNLABELLED else self.store
 
     def _flipped(self, index: int, flip: bool) -> Sample:
         """Stored image ``index`` decoded as the pipeline does (once, then from memory),
@@ -295,7 +349,7 @@ class TextFilterDataset(Dataset):
     def _base(self, kind: str, index: int, rng: np.random.Generator):
         """(image, boxes, ignore, image label, source) before augmentation."""
         record = self.records[index]
-        img = self.store.open(record.path, self.preprocess)
+        img = self.store_of(record).open(record.path, self.preprocess)
         if kind == IMAGE:
             return img, record.boxes, record.ignore, record.label, record.source
         if kind == CROP:
@@ -318,7 +372,10 @@ class BalancedSampler(Sampler):
     non-text photos; non-text draws are stored non-text images, plus (share
     ``crop_share``) text-free crops of text images and (share ``pattern_share``) textures
     laid over non-text photos (``training.patterns``); with ``pool_share`` >= 0, that share
-    of the non-text draws comes from the pools' non-text images and the root's take the rest. Each pool is walked in a fresh random
+    of the non-text draws comes from the pools' non-text images and the root's take the rest.
+    A share ``unlabelled_share`` of all draws are unlabelled images (label -1, from
+    ``select_unlabelled``); the balanced draws are the rest, and with ``epoch_size`` 0 an epoch
+    holds as many balanced draws as there are labelled records. Each pool is walked in a fresh random
     order and reshuffled when used up, so every image is seen before any is repeated.
     ``set_epoch`` makes each epoch's draws (and the items' seeds) reproducible."""
 
@@ -349,7 +406,8 @@ class BalancedSampler(Sampler):
             shares = np.asarray([rest] + [share for _, _, share in pools], dtype=np.float64)
             self.shares[cls] = shares / shares.sum()
         self.negative_share = cfg.negative_share
-        self.length = cfg.epoch_size or len(dataset)
+        self.unlabelled, self.unlabelled_share = unlabelled_pool(labels, cfg)
+        self.length = cfg.epoch_size or round((len(labels) - len(self.unlabelled)) / (1 - self.unlabelled_share))
         self.seed = seed
         self.epoch = 0
         if not len(text) or not len(non_text):
@@ -373,11 +431,30 @@ class BalancedSampler(Sampler):
             return int(order[pos])
 
         for _ in range(self.length):
+            if self.unlabelled_share and rng.random() < self.unlabelled_share:
+                yield Item(IMAGE, next_index(IMAGE, self.unlabelled, "unlabelled"), int(rng.integers(0, 2**31 - 1)))
+                continue
             cls = "non_text" if rng.random() < self.negative_share else "text"
             pools = self.pools[cls]
             j = int(rng.choice(len(pools), p=self.shares[cls]))
             kind, pool = pools[j]
             yield Item(kind, next_index(kind, pool, (cls, j)), int(rng.integers(0, 2**31 - 1)))
+
+
+def unlabelled_pool(labels: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, float]:
+    """(indices of the unlabelled records among ``labels``, ``cfg.unlabelled_share``), checked:
+    a share in [0, 1), unlabelled records when it is above 0 and none when it is 0 (they would
+    never be drawn)."""
+    share, unlabelled = cfg.unlabelled_share, np.flatnonzero(labels == UNLABELLED)
+    if not 0 <= share < 1:
+        raise ValueError(f"unlabelled_share {share} is not in [0, 1)")
+    if share > 0 and not len(unlabelled):
+        raise ValueError(f"unlabelled_share {share} but no unlabelled training records (unlabelled_pools: "
+                         f"{' '.join(cfg.unlabelled_pools) or 'none'}; held out: {' '.join(cfg.holdout) or 'none'})")
+    if share == 0 and len(unlabelled):
+        raise ValueError(f"{len(unlabelled)} unlabelled training records but unlabelled_share is 0: they would "
+                         "never be drawn (set unlabelled_share or leave out unlabelled_pools)")
+    return unlabelled, share
 
 
 def shape_batches(samples: Iterable[Sample], batch_size: int, drop_last: bool = False) -> Iterator[list[Sample]]:

@@ -9,6 +9,10 @@ terms ``train_cfg.losses``. ``training.train_student``, ``training.train_teacher
 Adversarial loss terms (``adversarial = True``, e.g. ``began``) own a discriminator: its
 parameters go to a separate optimiser (lr = ``disc_lr_ratio`` x the student's lr) and
 ``training.engine.train_epoch`` updates it after every student step.
+
+With ``DataConfig.unlabelled_share`` > 0, that share of the draws are unlabelled images: only
+label-free terms (``label_free = True``: the teacher's soft labels ``kd``, ``ab``, ``began``)
+learn from them, and ``check_unlabelled_use`` refuses a run whose losses have none.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from training.engine import (LoopState, Timer, budget_spent, build_discriminator
                              plateau_update, predict, resolve_device, resume, save_training_checkpoint,
                              seed_everything, train_epoch)
 from training.evaluate import evaluate_predictions
-from training.losses import build_objective
+from training.losses import LOSSES, any_term, build_objective
 
 log = logging.getLogger("training.loop")
 
@@ -83,13 +87,15 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
 
     ``init``: a checkpoint whose weights start the run (e.g. the AB-pretrained student);
     ``resume_from``: a training checkpoint (weights, optimisers, loop state) to continue."""
+    check_unlabelled_use(train_cfg, data_cfg)
     torch.set_num_threads(train_cfg.num_threads)
     seed_everything(train_cfg.seed)
     train_set = TextFilterDataset.for_role(data_cfg, "train", crop_seed=train_cfg.seed)
     dev_set = TextFilterDataset.for_role(data_cfg, "eval")
     sampler = BalancedSampler(train_set, data_cfg, seed=train_cfg.seed)
-    log.info("train %d records (%d with text-free crops, synthetic text %s), %d draws/epoch; dev %d records",
-             len(train_set), len(train_set.crops), "on" if train_set.renderer else "off", len(sampler), len(dev_set))
+    log.info("train %d records (%d unlabelled, %.0f %% of the draws; %d with text-free crops, synthetic text %s), "
+             "%d draws/epoch; dev %d records", len(train_set), len(sampler.unlabelled), 100 * sampler.unlabelled_share,
+             len(train_set.crops), "on" if train_set.renderer else "off", len(sampler), len(dev_set))
 
     model_config = parse_model_config(train_cfg.model, train_cfg.model_config)
     model = build_model(train_cfg.model, model_config)
@@ -150,6 +156,15 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
         save_checkpoint(out, model, meta())
         log.info("wrote %s", out)
     return model
+
+
+def check_unlabelled_use(train_cfg: TrainConfig, data_cfg: DataConfig) -> None:
+    """Raise when unlabelled images would be drawn but no loss term learns from them."""
+    if data_cfg.unlabelled_share > 0 and not any_term(train_cfg.losses, "label_free"):
+        label_free = sorted(name for name, cls in LOSSES.items() if getattr(cls, "label_free", False))
+        raise ValueError(f"unlabelled_share {data_cfg.unlabelled_share} but none of the losses "
+                         f"{' '.join(train_cfg.losses)} learns from unlabelled images (those that do: "
+                         f"{', '.join(label_free)}, with a teacher): the draws would be wasted")
 
 
 def _loss_kwargs(specs: Sequence[str], model: torch.nn.Module) -> dict:

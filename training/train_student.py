@@ -47,8 +47,9 @@ def build_parser(description: str = __doc__, **defaults) -> argparse.ArgumentPar
     return parser
 
 
-# Options whose values are lists of strings that themselves hold commas ("strides=2,1,1"): split on spaces only.
-TEXT_LIST_KEYS = ("model_config", "losses")
+# Options whose values are lists of strings that themselves hold commas ("strides=2,1,1"): split on spaces only
+# (loss terms, "hard:1.0,kd:1.0", hold none).
+TEXT_LIST_KEYS = ("model_config",)
 BOOLEAN_WORDS = {"true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
 
 

@@ -14,6 +14,13 @@ of screening and the pool) unless named with ``names``.
 also crosses ``/``). ``cap`` keeps the files whose sha256 of the path is smallest, so the
 sample is deterministic and does not depend on how the repository orders its folders.
 Files with identical contents (the same git blob) are kept once.
+
+``"rest_of": "<collection>"`` (kind ``unlabelled`` only) makes a manifest the remainder of a
+labelled collection of the same repository at the same commit: its own include / exclude
+matches minus every file that collection selects (its cap included) and every file with the
+same contents as one of those, then its own cap. It must be named ``<collection>-rest``
+(``REST_SUFFIX``), so that holding out the collection in training (``training.data.collection_of``)
+holds out its remainder too. ``load_manifests`` resolves and checks ``rest_of``.
 """
 
 from __future__ import annotations
@@ -21,13 +28,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Optional
 
 KINDS = ("non_text", "text", "unlabelled")
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+REST_SUFFIX = "-rest"  # name of a ``rest_of`` manifest: <labelled collection>-rest
 
 
 @dataclass(frozen=True)
@@ -42,12 +50,23 @@ class Manifest:
     licence: str = "unknown, research use"
     notes: str = ""
     dropped: str = ""  # why the collection is not used (empty: it is)
+    rest_of: str = ""  # a labelled collection of the same repository whose files are left out
+    # the manifest named by ``rest_of``, set by ``with_bases`` (not part of the JSON file)
+    base: Optional["Manifest"] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"collection {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if not self.include:
             raise ValueError(f"collection {self.name}: no include patterns")
+        if self.rest_of:
+            if self.kind != "unlabelled":
+                raise ValueError(f"collection {self.name}: rest_of is for kind unlabelled, not {self.kind!r}")
+            if self.name != self.rest_of + REST_SUFFIX:
+                raise ValueError(f"collection {self.name}: the rest of {self.rest_of} must be named "
+                                 f"{self.rest_of + REST_SUFFIX!r} (held out with it in training)")
+        if self.base is not None:
+            check_base(self, self.base)
 
     def wanted(self, path: str) -> bool:
         """Whether a path in the repository is an image this collection uses (before the cap)."""
@@ -57,8 +76,17 @@ class Manifest:
 
     def select(self, files: Iterable[tuple[str, str]]) -> list[str]:
         """The collection's paths out of (path, blob id) pairs, in sample order (sha256 of
-        the path), identical blobs once, at most ``cap``."""
+        the path), identical blobs once, at most ``cap``; for a ``rest_of`` manifest, none of
+        the files (paths or contents) that its base collection selects."""
+        files = list(files)
         seen_blobs, chosen = set(), []
+        if self.rest_of:
+            if self.base is None:
+                raise ValueError(f"collection {self.name}: rest_of {self.rest_of} is not resolved "
+                                 "(load manifests with load_manifests)")
+            taken = set(self.base.select(files))
+            seen_blobs = {blob for path, blob in files if path in taken}
+            files = [(p, b) for p, b in files if p not in taken]
         for path, blob in sorted(((p, b) for p, b in files if self.wanted(p)), key=lambda pb: path_hash(pb[0])):
             if blob in seen_blobs:
                 continue
@@ -80,19 +108,48 @@ def split_of(path: str, dev_percent: int = 15) -> str:
     return "dev" if int(path_hash(path)[:8], 16) % 100 < dev_percent else "train"
 
 
+def check_base(manifest: Manifest, base: Manifest) -> None:
+    """Raise unless ``base`` can be the collection that ``manifest`` is the rest of."""
+    where = f"collection {manifest.name}: rest_of {manifest.rest_of}"
+    if base.name != manifest.rest_of:
+        raise ValueError(f"{where}: given the manifest of {base.name}")
+    if base.kind == "unlabelled" or base.rest_of:
+        raise ValueError(f"{where} is not a labelled collection (kind {base.kind}"
+                         f"{', itself the rest of ' + base.rest_of if base.rest_of else ''})")
+    if (base.repository, base.commit) != (manifest.repository, manifest.commit):
+        raise ValueError(f"{where} is {base.repository}@{base.commit}, not {manifest.repository}@{manifest.commit}")
+
+
+def with_bases(manifests: Iterable[Manifest]) -> list[Manifest]:
+    """``manifests`` with the collection each ``rest_of`` names attached as its ``base``
+    (checked: it exists among ``manifests``, is labelled, same repository and commit)."""
+    manifests = list(manifests)
+    by_name = {m.name: m for m in manifests}
+    out = []
+    for m in manifests:
+        if m.rest_of and m.rest_of not in by_name:
+            raise ValueError(f"collection {m.name}: rest_of {m.rest_of!r} names no manifest; "
+                             f"known: {', '.join(sorted(by_name))}")
+        out.append(replace(m, base=by_name[m.rest_of]) if m.rest_of else m)
+    return out
+
+
 def load_manifest(path: str | Path) -> Manifest:
+    """One manifest file (a ``rest_of`` is not resolved: ``load_manifests`` does that)."""
     d = json.loads(Path(path).read_text(encoding="utf-8"))
     for key in ("include", "exclude"):
         d[key] = tuple(d.get(key, ()))
+    if "base" in d:
+        raise ValueError(f"{path}: 'base' is not a manifest field (use rest_of)")
     return Manifest(**d)
 
 
 def load_manifests(directory: str | Path = MANIFEST_DIR, names: Iterable[str] = (),
                    kinds: Iterable[str] = ()) -> list[Manifest]:
     """The manifests under ``directory`` (by name), only ``names`` / ``kinds`` when given;
-    dropped collections only when named."""
+    dropped collections only when named. Every ``rest_of`` is resolved (``with_bases``)."""
     names, kinds = set(names), set(kinds)
-    manifests = [load_manifest(p) for p in sorted(Path(directory).glob("*.json"))]
+    manifests = with_bases(load_manifest(p) for p in sorted(Path(directory).glob("*.json")))
     unknown = names - {m.name for m in manifests}
     if unknown:
         raise ValueError(f"no manifest for collection(s) {', '.join(sorted(unknown))} under {directory}")

@@ -4,8 +4,11 @@ size, and the rule that turns what it found into a label.
 - non-text (0) only where OCR finds no box at all (and only in a non-text collection);
 - text (1) where it reads at least ``min_chars`` characters at confidence above
   ``min_score`` in a box: those boxes become the labels, the other boxes ``ignore``;
-- anything else is unlabelled (-1): boxes found but nothing legible read, an image of a
-  text collection in which nothing was found, and every image of an unlabelled collection.
+- anything else is unlabelled (-1): boxes found but nothing legible read, and an image of a
+  text collection in which nothing was found.
+
+A collection of kind ``unlabelled`` is not read by OCR at all: every decodable file gets -1
+(with its sha256 and size), so its labels file is made at the speed of hashing and decoding.
 
 One exception, a detector artifact: on small photos (Fruits-360, flowers, AID tiles) the
 detector often returns one box over (nearly) the whole image in which nothing is read. A
@@ -92,7 +95,8 @@ def sha256(data: bytes) -> str:
 
 
 def screen_entry(engine, manifest: Manifest, path: str, data) -> dict:
-    """The labels-file entry of one source file (``data`` None: missing from the snapshot)."""
+    """The labels-file entry of one source file (``data`` None: missing from the snapshot);
+    ``engine`` is not used (may be None) for an unlabelled collection."""
     from model.preprocessing import ImageDecodeError
     from pipeline.ocr import load_rgb, ocr_image
 
@@ -103,11 +107,16 @@ def screen_entry(engine, manifest: Manifest, path: str, data) -> dict:
         rgb = load_rgb(data)
     except (ImageDecodeError, OSError, ValueError) as e:
         return {**entry, "error": f"cannot decode: {e}", "source": manifest.name}
-    ocr = ocr_image(engine, rgb)
     size = (int(rgb.shape[1]), int(rgb.shape[0]))
+    ocr = ocr_image(engine, rgb) if needs_ocr(manifest) else {"boxes": [], "text": [], "scores": []}
     v = screen_rule(ocr["boxes"], ocr["text"], ocr["scores"], manifest.kind, size)
     return {**entry, "label": v.label, "boxes": v.boxes, "ignore": v.ignore, "texts": v.texts,
             "size": list(size), "source": manifest.name}
+
+
+def needs_ocr(manifest: Manifest) -> bool:
+    """Whether screening reads the collection's images with OCR (not for kind unlabelled)."""
+    return manifest.kind != "unlabelled"
 
 
 def rescreen_entry(entry: dict, kind: str) -> dict:
@@ -136,7 +145,8 @@ def screen_collections(manifests: Iterable[Manifest], mirror: str | Path = DEFAU
                        labels_dir: str | Path = LABELS_DIR, chunk: int = 50, limit: int | None = None,
                        num_threads: int = 1, det_min_side: int = DET_MIN_SIDE) -> dict[str, int]:
     """Screen what is not screened yet, collections in turns of ``chunk`` images; at most
-    ``limit`` images in all. Returns {collection: images screened by this run}."""
+    ``limit`` images in all. The OCR engine is made only when a collection that needs OCR
+    has images to screen. Returns {collection: images screened by this run}."""
     from pipeline.ocr import make_engine
 
     queues = []
@@ -152,7 +162,8 @@ def screen_collections(manifests: Iterable[Manifest], mirror: str | Path = DEFAU
         log.info("collection %s: %d to screen, %d screened before", m.name, len(todo), len(done))
         queues.append(_Queue(m, source, files, todo, LabelsWriter(labels_path(labels_dir, m.name)), len(done)))
     queues.sort(key=lambda q: q.done)  # the least screened collections first
-    engine = make_engine(num_threads, det_min_side=det_min_side)
+    ocr = any(q.todo and needs_ocr(q.manifest) for q in queues)
+    engine = make_engine(num_threads, det_min_side=det_min_side) if ocr else None
     counts = {q.manifest.name: 0 for q in queues}
     total, start = 0, time.monotonic()
     try:

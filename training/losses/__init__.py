@@ -4,6 +4,9 @@ Every loss is called as ``loss(student, batch, teacher=None)``: ``student`` and 
 are ``model.heads.RegionOutput``s (region logits and mapped region features), ``batch`` a
 ``training.data.Batch`` (region labels). A loss that needs the teacher's outputs sets
 ``needs_teacher = True``, so the training loop runs the teacher only when some loss uses it.
+A loss that learns from every image without its labels (the teacher's soft labels, features)
+sets ``label_free = True``: only such terms learn from unlabelled images (image label -1,
+every region ``IGNORE``), which the label losses leave out.
 
 ``LOSSES`` maps a name to its class; ``register_loss`` adds one, and ``build_objective``
 composes weighted terms from the config (``"hard:1.0"``, ``"kd:1.0"``, ...).
@@ -33,7 +36,17 @@ def parse_term(spec: str) -> tuple[str, float]:
     name, _, weight = spec.partition(":")
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-    return name, float(weight) if weight else 1.0
+    try:
+        return name, float(weight) if weight else 1.0
+    except ValueError:
+        raise ValueError(f"loss term {spec!r}: the weight {weight!r} is not a number (one term per "
+                         "value: --losses hard:1.0 kd:1.0)") from None
+
+
+def any_term(specs: Sequence[str], flag: str) -> bool:
+    """Whether some loss of the ``"name:weight"`` specs sets class attribute ``flag``
+    (``needs_teacher``, ``label_free``), before any loss is built."""
+    return any(getattr(LOSSES[parse_term(spec)[0]], flag, False) for spec in specs)
 
 
 class Objective(nn.Module):

@@ -27,6 +27,7 @@ def activation_boundary_loss(student_feats: torch.Tensor, teacher_feats: torch.T
 @register_loss("ab")
 class ActivationBoundaryLoss(nn.Module):
     needs_teacher = True
+    label_free = True  # learns from unlabelled images too
 
     def __init__(self, margin: float = 1.0):
         super().__init__()

@@ -34,6 +34,7 @@ class RegionAutoencoder(nn.Module):
 @register_loss("began")
 class BEGANLoss(nn.Module):
     needs_teacher = True
+    label_free = True  # learns from unlabelled images too
     adversarial = True  # the training loop also calls discriminator_step
 
     def __init__(self, embed_dim: int = 64, hidden: int = 32, gamma: float = 0.75, k_lr: float = 1e-3,

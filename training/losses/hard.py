@@ -1,7 +1,7 @@
 """The paper's "hard label" baseline: binary cross-entropy on the 34 region labels.
 
-Regions labelled -1 (``model.regions.IGNORE``: mostly illegible text) are left out; the
-loss is the mean over the remaining regions of the batch.
+Regions labelled -1 (``model.regions.IGNORE``: mostly illegible text, and every region of an
+unlabelled image) are left out; the loss is the mean over the remaining regions of the batch.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ The region losses never see the decision itself: a non-text image with one textu
 0.6 costs the hard loss little (one region of 34) but is a false positive; this term charges
 it in full. An image counts as text when its record says so and some region is text after
 augmentation; a text image whose text left every region (cropped away by the zoom, or under
-the 1 % rule) is left out rather than taught that nothing is something.
+the 1 % rule) is left out rather than taught that nothing is something, and so is an
+unlabelled image (label -1).
 """
 
 from __future__ import annotations
@@ -33,6 +34,6 @@ class ImageScoreLoss(nn.Module):
         logits = student.logits
         scores = image_score(torch.sigmoid(logits), self.score_rule).clamp(EPS, 1 - EPS)
         labels = batch.image_labels.to(logits.device)
-        keep = (labels == 0) | (batch.labels.to(logits.device) == 1).any(dim=1)
-        per_image = F.binary_cross_entropy(scores, labels.to(scores.dtype), reduction="none")
+        keep = (labels == 0) | ((labels == 1) & (batch.labels.to(logits.device) == 1).any(dim=1))
+        per_image = F.binary_cross_entropy(scores, labels.clamp(min=0).to(scores.dtype), reduction="none")
         return torch.where(keep, per_image, torch.zeros_like(per_image)).sum() / keep.sum().clamp(min=1)

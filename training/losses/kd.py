@@ -19,6 +19,7 @@ def soft_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 @register_loss("kd")
 class SoftLabelLoss(nn.Module):
     needs_teacher = True
+    label_free = True  # learns from unlabelled images too
 
     def __init__(self, temperature: float = 1.0):
         super().__init__()
