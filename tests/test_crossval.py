@@ -252,3 +252,19 @@ def test_crossval_distils_from_a_per_fold_teacher_on_unlabelled_images(cv_root, 
     assert list(meta["train_config"]["losses"]) == ["hard:1.0", "kd:1.0"]
     assert meta["data_config"]["unlabelled_share"] == 0.5 and tuple(meta["data_config"]["unlabelled_pools"]) == (pool,)
     assert "loss_kd" in meta["history"][-1]
+
+
+def test_table_from_results_alone(cv_root, tmp_path, capsys):
+    """An archive of result.json files (what docs/crossval keeps) gives the table without pooled figures."""
+    out = tmp_path / "cv"
+    crossval.main(["run", "--name", "ref", "--recipe", "reference", "--seeds", "0", "--folds", "a",
+                   "--out_dir", str(out), "--num_threads", "1", "--num_workers", "0",
+                   "--set", "epochs=1", "--extra", "--root", cv_root, *TINY])
+    archive = tmp_path / "archive" / "ref" / "a-s0"
+    archive.mkdir(parents=True)
+    (archive / "result.json").write_text((out / "ref" / "a-s0" / "result.json").read_text())
+    capsys.readouterr()
+    crossval.main(["table", "--out_dir", str(tmp_path / "archive")])
+    row = capsys.readouterr().out.splitlines()[2].split(" | ")
+    fig = json.loads((archive / "result.json").read_text())["rules"]["max"]
+    assert row[:3] == ["| ref", "1", f"{fig['ap']:.3f}"] and row[6] == "-"  # no scores: no pooled figures

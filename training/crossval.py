@@ -33,6 +33,10 @@ scores together are out-of-fold scores of the whole data set: the table also giv
 rejection at recall 0.95 of those pooled scores (one threshold for every collection). Every run is kept (``<out_dir>/<name>/<fold>-s<seed>/``: the
 checkpoint, ``result.json`` and the held-out scores as ``scores.npz``), and a finished one is
 not trained again, so a run can be stopped and started again and rows added one by one.
+``runs/`` is not in git: the ``result.json`` of every row in MODEL.md is committed under
+``docs/crossval/`` (``rsync -a --include='*/' --include=result.json --exclude='*' runs/crossval/
+docs/crossval/``), and ``table --out_dir docs/crossval`` rebuilds the tables from them (pooled
+figures need the held-out scores, so they show only for runs kept in full).
 
 Collections of a pool (``training.collections``) are held out like those of the data root. A
 recipe that trains on the pool names it with ``--pools``; one that does not names it with
@@ -220,9 +224,11 @@ def summarise(results: Sequence[dict], rule: str = "max") -> dict:
 
 
 def add_pooled(summary: dict, out_dir: Path, rule: str = "max") -> dict:
-    """``summary`` with each row's pooled out-of-fold figures (mean over its complete seeds)."""
+    """``summary`` with each row's pooled out-of-fold figures (mean over its complete seeds whose
+    held-out scores are kept: an archive of ``result.json`` files alone has none)."""
     for name, row in summary.items():
-        figs = [pooled_figures(out_dir, name, seed, row["source_folds"], rule) for seed in row["complete_seeds"]]
+        figs = [pooled_figures(out_dir, name, seed, row["source_folds"], rule) for seed in row["complete_seeds"]
+                if all((run_dir(out_dir, name, f, seed) / "scores.npz").is_file() for f in row["source_folds"])]
         row["pooled"] = {k: float(np.mean([f[k] for f in figs])) for k in figs[0]} if figs else None
     return summary
 
