@@ -34,8 +34,8 @@ rejection at recall 0.95 of those pooled scores (one threshold for every collect
 checkpoint, ``result.json`` and the held-out scores as ``scores.npz``), and a finished one is
 not trained again, so a run can be stopped and started again and rows added one by one.
 ``runs/`` is not in git: the ``result.json`` of every row in MODEL.md is committed under
-``docs/crossval/`` (``rsync -a --include='*/' --include=result.json --exclude='*' runs/crossval/
-docs/crossval/``), and ``table --out_dir docs/crossval`` rebuilds the tables from them (pooled
+``docs/crossval/`` (``cd runs/crossval && find . -name result.json -exec cp --parents {}
+../../docs/crossval/ \\;``), and ``table --out_dir docs/crossval`` rebuilds the tables from them (pooled
 figures need the held-out scores, so they show only for runs kept in full).
 
 Collections of a pool (``training.collections``) are held out like those of the data root. A
