@@ -151,6 +151,22 @@ def test_distill_ablation_stages_run(stage, tiny_teacher, tiny_root, tmp_path):
     assert "optimizer" not in read_checkpoint(out)
 
 
+def test_distill_with_an_ema_averages_the_student_only_and_resumes(tiny_teacher, tiny_root, tmp_path):
+    from training import distill
+
+    out = tmp_path / "soft_adv.pt"
+    args = ["--stage", "soft_adv", "--teacher", tiny_teacher, "--root", tiny_root, *TINY, "--ema_decay", "0.9",
+            "--ema_start", "0", "--out_dir", str(tmp_path / "run"), "--out", str(out)]
+    distill.main([*args, "--epochs", "1"])
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["live_state_dict"].keys() == last["state_dict"].keys() == build_model("student").state_dict().keys()
+    assert "terms.1.k" in last["objective"] and "disc_optimizer" in last  # the discriminator as before
+    distill.main([*args, "--epochs", "2", "--resume"])
+    model, meta = load_checkpoint(out, expect="student")
+    assert meta["ema"] == {"decay": 0.9, "start": 0.0} and [h["epoch"] for h in meta["history"]] == [1, 2]
+    assert "dev_ap" in meta["history"][-1] and "live_state_dict" not in read_checkpoint(out)
+
+
 def test_distill_ab_then_kd_with_discriminator_state(tiny_teacher, tiny_root, tmp_path):
     from training import distill
 

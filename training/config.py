@@ -125,3 +125,8 @@ class TrainConfig:
     disc_lr_ratio: float = 2.0  # discriminator lr = this x the model's lr (adversarial terms)
     eval_every: int = 1  # epochs between dev evaluations (0 = never during training)
     keep_every: int = 0  # epochs between weights-only snapshots <out_dir>/epoch-NNN.pt, for training.average (0 = none)
+    # Exponential moving average of the weights (training.ema), updated after every optimiser step:
+    # 0 = off; e.g. 0.998 (a horizon of ~500 steps). When on, the dev figures, epoch-NNN.pt, --out and
+    # last.pt's weights are the EMA's (meta["ema"]; last.pt keeps the live weights for --resume).
+    ema_decay: float = 0.0
+    ema_start: float = 0.5  # fraction of the run (the lr schedule's progress) before which the EMA copies the weights

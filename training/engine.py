@@ -5,7 +5,10 @@ of updates, batched prediction, and checkpoints that can be resumed.
 optionally a frozen teacher, whose outputs it computes only when a loss needs them; the
 distillation stages reuse it unchanged. Loss terms marked ``adversarial = True`` (BEGAN)
 get a ``discriminator_step`` after every student step, with the discriminator's own
-optimiser (``build_discriminator_optimizer``). The run driver is ``training.loop``.
+optimiser (``build_discriminator_optimizer``). With an EMA of the weights
+(``training.ema``), ``train_epoch`` updates it after every student step, and the training
+checkpoint holds it as its model weights, the live ones beside them. The run driver is
+``training.loop``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tqdm import tqdm
 from model.registry import read_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import Batch
+from training.ema import WeightEMA
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +153,9 @@ def budget_spent(state: LoopState, cfg: TrainConfig) -> bool:
 def train_epoch(model: nn.Module, batches: Iterable[Batch], objective: nn.Module, optimizer: torch.optim.Optimizer,
                 cfg: TrainConfig, state: LoopState, total_samples: int, teacher: nn.Module | None = None,
                 epoch_size: int | None = None,
-                disc_optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
-    """One pass of updates; returns the sample-weighted mean of each loss term.
+                disc_optimizer: torch.optim.Optimizer | None = None, ema: WeightEMA | None = None) -> dict[str, float]:
+    """One pass of updates; returns the sample-weighted mean of each loss term. ``ema`` is
+    updated after every optimiser step of ``model``, at that step's progress through the run.
 
     The teacher runs under ``torch.inference_mode``. With adversarial terms in the
     objective, each student step is followed by one discriminator step per term
@@ -191,6 +196,8 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], objective: nn.Module
             disc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update(model, progress)
         if adversaries:
             for group in disc_optimizer.param_groups:
                 group["lr"] = lr * cfg.disc_lr_ratio
@@ -232,11 +239,15 @@ def predict(model: nn.Module, batches: Iterable[Batch], channels_last: bool = Tr
 
 def save_training_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, state: LoopState,
                              meta: dict, objective: nn.Module | None = None,
-                             disc_optimizer: torch.optim.Optimizer | None = None) -> None:
+                             disc_optimizer: torch.optim.Optimizer | None = None, ema: WeightEMA | None = None) -> None:
     """A checkpoint that ``model.registry.load_checkpoint`` reads like any other, plus
     the optimiser and loop state that ``resume`` needs (and, with adversarial terms, the
-    objective's state: discriminator weights and k_t, and the discriminator's optimiser)."""
+    objective's state: discriminator weights and k_t, and the discriminator's optimiser).
+    With ``ema``, the model weights are the EMA's and ``live_state_dict`` holds ``model``'s."""
     extra = {}
+    if ema is not None:
+        extra["live_state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        model = ema.module
     if objective is not None and adversarial_terms(objective):
         extra["objective"] = {k: v.detach().cpu() for k, v in objective.state_dict().items()}
     if disc_optimizer is not None:
@@ -245,10 +256,18 @@ def save_training_checkpoint(path: str, model: nn.Module, optimizer: torch.optim
 
 
 def resume(path: str, model: nn.Module, optimizer: torch.optim.Optimizer, objective: nn.Module | None = None,
-           disc_optimizer: torch.optim.Optimizer | None = None) -> tuple[LoopState, dict]:
-    """Load weights, optimiser(s), objective state and loop state from a training checkpoint."""
+           disc_optimizer: torch.optim.Optimizer | None = None,
+           ema: WeightEMA | None = None) -> tuple[LoopState, dict]:
+    """Load weights, optimiser(s), objective state, EMA and loop state from a training
+    checkpoint. A checkpoint without an EMA starts ``ema`` at the resumed weights."""
     ckpt = read_checkpoint(path)
-    model.load_state_dict(ckpt["state_dict"], strict=True)
+    has_ema = "live_state_dict" in ckpt
+    model.load_state_dict(ckpt["live_state_dict" if has_ema else "state_dict"], strict=True)
+    if ema is not None and has_ema:
+        ema.module.load_state_dict(ckpt["state_dict"], strict=True)
+    elif ema is not None:
+        log.info("%s holds no EMA of the weights: the EMA starts at the resumed weights", path)
+        ema.copy_from(model)
     if "optimizer" in ckpt:
         optimizer.load_state_dict(ckpt["optimizer"])
     if objective is not None and "objective" in ckpt:

@@ -10,6 +10,10 @@ Adversarial loss terms (``adversarial = True``, e.g. ``began``) own a discrimina
 parameters go to a separate optimiser (lr = ``disc_lr_ratio`` x the student's lr) and
 ``training.engine.train_epoch`` updates it after every student step.
 
+With ``TrainConfig.ema_decay`` > 0, an exponential moving average of the weights
+(``training.ema``) is what the dev figures, ``epoch-NNN.pt``, ``--out`` and ``last.pt`` hold
+(``meta["ema"]``); ``last.pt`` keeps the live weights beside it for ``--resume``.
+
 With ``DataConfig.unlabelled_share`` > 0, that share of the draws are unlabelled images: only
 label-free terms (``label_free = True``: the teacher's soft labels ``kd``, ``ab``, ``began``)
 learn from them, and ``check_unlabelled_use`` refuses a run whose losses have none.
@@ -32,6 +36,7 @@ from training.data import BalancedSampler, TextFilterDataset, batches, preproces
 from training.engine import (LoopState, Timer, budget_spent, build_discriminator_optimizer, build_optimizer,
                              plateau_update, predict, resolve_device, resume, save_training_checkpoint,
                              seed_everything, train_epoch)
+from training.ema import build_ema
 from training.evaluate import evaluate_predictions
 from training.losses import LOSSES, any_term, build_objective
 
@@ -83,7 +88,8 @@ def load_frozen(path: str, expect: str | None = None, channels_last: bool = True
 def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, resume_from: str | None = None,
           teacher: torch.nn.Module | None = None, init: str | None = None, stage: str = "hard",
           meta_extra: dict | None = None) -> torch.nn.Module:
-    """Train ``train_cfg.model`` with ``train_cfg.losses``; returns the trained model.
+    """Train ``train_cfg.model`` with ``train_cfg.losses``; returns the trained model (its EMA
+    with ``ema_decay`` > 0: the weights the checkpoints hold).
 
     ``init``: a checkpoint whose weights start the run (e.g. the AB-pretrained student);
     ``resume_from``: a training checkpoint (weights, optimisers, loop state) to continue."""
@@ -117,10 +123,14 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
     log.info("training on %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     optimizer = build_optimizer(model, train_cfg)
     disc_optimizer = build_discriminator_optimizer(objective, train_cfg)
+    ema = build_ema(model, train_cfg)
     state, history = LoopState(), []
     if resume_from:
-        state, meta = resume(resume_from, model, optimizer, objective, disc_optimizer)
+        state, meta = resume(resume_from, model, optimizer, objective, disc_optimizer, ema)
         history = list(meta.get("history", []))
+    evaluated = ema.module if ema is not None else model  # what the dev figures and checkpoints hold
+    if ema is not None:
+        meta_extra = {**(meta_extra or {}), "ema": ema.meta()}
 
     out_dir = Path(train_cfg.out_dir)
     total = train_cfg.epochs * len(sampler)
@@ -132,7 +142,7 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
         losses = train_epoch(model, batches(train_set, sampler, train_cfg.batch_size, train_cfg.num_workers,
                                             train_cfg.loader),
                              objective, optimizer, train_cfg, state, total, teacher, epoch_size=len(sampler),
-                             disc_optimizer=disc_optimizer)
+                             disc_optimizer=disc_optimizer, ema=ema)
         state.epoch += 1
         entry = {"epoch": state.epoch, "seconds": round(epoch_timer(), 1), **{f"loss_{k}": v for k, v in losses.items()}}
         if plateau_update(state, losses.get("total", float("inf")), train_cfg):
@@ -141,21 +151,21 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
         if train_cfg.schedule == "plateau":
             entry["lr_scale"] = state.lr_scale
         if train_cfg.eval_every and (state.epoch % train_cfg.eval_every == 0 or state.epoch == train_cfg.epochs):
-            entry.update(dev_summary(model, dev_set, train_cfg))
+            entry.update(dev_summary(evaluated, dev_set, train_cfg))
         history.append(entry)
         log.info("epoch %d/%d %s", state.epoch, train_cfg.epochs,
                  " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
         save_training_checkpoint(str(out_dir / "last.pt"), model, optimizer, state, meta(),
-                                 objective=objective, disc_optimizer=disc_optimizer)
+                                 objective=objective, disc_optimizer=disc_optimizer, ema=ema)
         if train_cfg.keep_every and state.epoch % train_cfg.keep_every == 0:
-            save_checkpoint(str(out_dir / f"epoch-{state.epoch:03d}.pt"), model, meta())
+            save_checkpoint(str(out_dir / f"epoch-{state.epoch:03d}.pt"), evaluated, meta())
     if budget_spent(state, train_cfg):
         log.info("time budget of %.0f s spent after %d epochs", train_cfg.time_budget, state.epoch)
     log.info("at epoch %d of %d after %.1f s this session", state.epoch, train_cfg.epochs, timer())
     if out:
-        save_checkpoint(out, model, meta())
-        log.info("wrote %s", out)
-    return model
+        save_checkpoint(out, evaluated, meta())
+        log.info("wrote %s%s", out, " (EMA of the weights)" if ema is not None else "")
+    return evaluated
 
 
 def check_unlabelled_use(train_cfg: TrainConfig, data_cfg: DataConfig) -> None:
