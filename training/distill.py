@@ -41,6 +41,7 @@ import logging
 from typing import NamedTuple
 
 from training.loop import load_frozen, train
+from training.losses import any_term
 from training.train_student import build_parser, parse
 
 log = logging.getLogger("training.distill")
@@ -48,16 +49,15 @@ log = logging.getLogger("training.distill")
 
 class Stage(NamedTuple):
     losses: tuple[str, ...]
-    needs_teacher: bool
     description: str
 
 
 STAGES: dict[str, Stage] = {
-    "ab": Stage(("ab:1.0",), True, "stage 1: activation-boundary loss on mapped region features"),
-    "kd": Stage(("kd:1.0", "began:0.2"), True, "stage 2: soft labels + 0.2 x BEGAN (after --init <ab.pt>)"),
-    "soft": Stage(("kd:1.0",), True, "ablation: soft labels only"),
-    "soft_adv": Stage(("kd:1.0", "began:0.2"), True, "ablation: soft labels + adversarial, no AB init"),
-    "hard": Stage(("hard:1.0",), False, "ablation: hard region labels"),
+    "ab": Stage(("ab:1.0",), "stage 1: activation-boundary loss on mapped region features"),
+    "kd": Stage(("kd:1.0", "began:0.2"), "stage 2: soft labels + 0.2 x BEGAN (after --init <ab.pt>)"),
+    "soft": Stage(("kd:1.0",), "ablation: soft labels only"),
+    "soft_adv": Stage(("kd:1.0", "began:0.2"), "ablation: soft labels + adversarial, no AB init"),
+    "hard": Stage(("hard:1.0",), "ablation: hard region labels"),
 }
 
 # Defaults of every stage (flags override them).
@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     if args.stage == "kd" and not args.init and not resume_from:
         log.warning("stage kd without --init: this is the soft_adv ablation, not the paper's stage 2")
     teacher = load_frozen(args.teacher, expect="teacher", channels_last=train_cfg.channels_last) \
-        if stage.needs_teacher or any(t.split(":")[0] in ("ab", "kd", "began") for t in train_cfg.losses) else None
+        if any_term(train_cfg.losses, "needs_teacher") else None
     log.info("stage %s (%s): losses %s, teacher %s", args.stage, stage.description, " ".join(train_cfg.losses),
              args.teacher if teacher is not None else "-")
     train(train_cfg, data_cfg, out=args.out, resume_from=resume_from, teacher=teacher, init=args.init,
