@@ -268,3 +268,6 @@ def test_table_from_results_alone(cv_root, tmp_path, capsys):
     row = capsys.readouterr().out.splitlines()[2].split(" | ")
     fig = json.loads((archive / "result.json").read_text())["rules"]["max"]
     assert row[:3] == ["| ref", "1", f"{fig['ap']:.3f}"] and row[6] == "-"  # no scores: no pooled figures
+    with pytest.raises(SystemExit):  # nor per-collection figures: a clear error, not a traceback
+        crossval.main(["collections", "--out_dir", str(tmp_path / "archive"), "--names", "ref"])
+    assert "no held-out scores (scores.npz) of ref" in capsys.readouterr().err

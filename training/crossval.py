@@ -255,8 +255,8 @@ def collection_figures(out_dir: Path, name: str, folds: Sequence[str] | None = N
     per: dict = {}
     for path in sorted((Path(out_dir) / name).glob("*/result.json")):
         result = json.loads(path.read_text())
-        if result["fold"] == DEV or (folds and result["fold"] not in folds):
-            continue
+        if result["fold"] == DEV or (folds and result["fold"] not in folds) or not (path.parent / "scores.npz").is_file():
+            continue  # an archived run (result.json alone) has no per-image scores
         scores = np.load(path.parent / "scores.npz")
         values = image_score(scores["probs"], rule)
         labels = scores["image_labels"].astype(bool)
@@ -362,7 +362,12 @@ def main(argv=None) -> None:
                      args.num_workers, args.extra, args.teacher)
     rule = getattr(args, "rule", "max")
     if args.command == "collections":
-        print(collections_table({n: collection_figures(Path(args.out_dir), n, args.folds, rule) for n in args.names}))
+        figures = {n: collection_figures(Path(args.out_dir), n, args.folds, rule) for n in args.names}
+        empty = [n for n, f in figures.items() if not f]
+        if empty:
+            parser.error(f"no held-out scores (scores.npz) of {', '.join(empty)} under {args.out_dir}"
+                         f"{' for folds ' + ' '.join(args.folds) if args.folds else ''}: run those folds first")
+        print(collections_table(figures))
         return
     results = load_results(Path(args.out_dir))
     if args.command == "table" and args.folds:
