@@ -271,3 +271,31 @@ def test_table_from_results_alone(cv_root, tmp_path, capsys):
     with pytest.raises(SystemExit):  # nor per-collection figures: a clear error, not a traceback
         crossval.main(["collections", "--out_dir", str(tmp_path / "archive"), "--names", "ref"])
     assert "no held-out scores (scores.npz) of ref" in capsys.readouterr().err
+
+
+def _result(name, fold, seed, rejection):
+    figures = {"ap": 0.9, "reject@r95": rejection, "recall@rej90": 0.5, "jpeg95_flips": 0.0}
+    return {"name": name, "recipe": "reference", "settings": {}, "fold": fold, "seed": seed, "rules": {"max": figures}}
+
+
+def test_verdict_counts_a_win_only_beyond_the_seed_spread():
+    results = [_result("ref", f, s, r) for (f, s, r) in [("a", 0, 0.50), ("b", 0, 0.30), ("a", 1, 0.54), ("b", 1, 0.30)]]
+    results += [_result("big", f, s, r + 0.10) for (f, s, r) in [("a", 0, 0.50), ("b", 0, 0.30), ("a", 1, 0.52), ("b", 1, 0.30)]]
+    results += [_result("small", f, s, r + 0.01) for (f, s, r) in [("a", 0, 0.50), ("b", 0, 0.30), ("a", 1, 0.54), ("b", 1, 0.30)]]
+    results += [_result("worse", f, 0, 0.1) for f in "ab"] + [_result("worse", f, 1, 0.12) for f in "ab"]
+    results += [_result("one_seed", f, 0, 0.9) for f in "ab"] + [_result("one_fold", "a", s, 0.9) for s in (0, 1)]
+    summary = crossval.summarise(results)
+    assert summary["ref"]["spread"]["reject@r95"] == pytest.approx(0.01)  # seed means 0.40 / 0.42
+    assert crossval.verdict(summary["big"], summary["ref"]).endswith("win (spread 0.010)")
+    assert crossval.verdict(summary["small"], summary["ref"]).startswith("+0.010 level")  # not more than the spread
+    assert " loss " in crossval.verdict(summary["worse"], summary["ref"])
+    assert crossval.verdict(summary["one_seed"], summary["ref"]) == "needs 2 seeds"
+    assert crossval.verdict(summary["one_fold"], summary["ref"]) == "other folds"
+    table = crossval.markdown_table(summary, ["ref", "big"], baseline="ref").splitlines()
+    assert "vs ref: rej@r95" in table[0] and "| baseline |" in table[2] and "win" in table[3]
+
+
+def test_table_names_a_missing_baseline(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        crossval.main(["table", "--out_dir", str(tmp_path), "--baseline", "nope"])
+    assert "--baseline nope: no results of that name" in capsys.readouterr().err

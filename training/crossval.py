@@ -6,6 +6,7 @@
     python -m training.crossval run --name plain+poolfolds --recipe reference_fast \
         --folds posters+pets ... --extra --eval_pools /work/pool   # hold out collections of a pool
     python -m training.crossval table --folds imagenet-sample ...  # the means over these folds only
+    python -m training.crossval table --baseline reference_fast   # each row: win / level / loss against it
     python -m training.crossval collections --names reference_fast   # per held-out collection
     python -m training.crossval run --name kd-unl --recipe reference_fast \
         --teacher 'runs/crossval/reference/{fold}-s{seed}/student.pt' \
@@ -291,11 +292,27 @@ def collections_table(figures: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(summary: dict, names: Sequence[str] | None = None) -> str:
-    """One row per recipe: the mean over source folds (+- spread over seeds), then each fold."""
+def verdict(row: dict, base: dict, metric: str = "reject@r95") -> str:
+    """The project's rule for ranking recipes: ``row`` beats ``base`` only when its mean over the
+    same source folds is ahead by more than the larger of the two seed spreads (each row with
+    at least two complete seeds); behind by more is a loss, anything else is level."""
+    if row["source_folds"] != base["source_folds"]:
+        return "other folds"
+    if min(row["n_complete_seeds"], base["n_complete_seeds"]) < 2:
+        return "needs 2 seeds"
+    diff = row["mean"][metric] - base["mean"][metric]
+    margin = max(row["spread"][metric], base["spread"][metric])
+    word = "win" if diff > margin else "loss" if diff < -margin else "level"
+    return f"{diff:+.3f} {word} (spread {margin:.3f})"
+
+
+def markdown_table(summary: dict, names: Sequence[str] | None = None, baseline: str | None = None) -> str:
+    """One row per recipe: the mean over source folds (+- spread over seeds), then each fold;
+    with ``baseline``, each row's ``verdict`` against it on rejection at recall 0.95."""
     names = list(names or summary)
     folds = sorted({f for n in names for f in summary[n]["fold_means"] if f != DEV})
     head = ["recipe", "seeds", "AP", "reject@r95", "recall@rej90", "JPEG q95 flips", "pooled out-of-fold: AP / rej@r95"]
+    head += [f"vs {baseline}: rej@r95"] if baseline else []
     head += [f"{f}: AP / rej@r95" for f in folds] + ["dev: AP / rej@r95"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -314,6 +331,7 @@ def markdown_table(summary: dict, names: Sequence[str] | None = None) -> str:
         pooled = row.get("pooled")
         cells = [n, str(row["n_complete_seeds"]), *(pm(row, m) for m in METRICS),
                  f"{pooled['ap']:.3f} / {pooled['reject@r95']:.3f}" if pooled else "-"]
+        cells += [verdict(row, summary[baseline]) if n != baseline else "baseline"] if baseline else []
         cells += [fold_cell(row, f) for f in folds] + [fold_cell(row, DEV)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -341,6 +359,8 @@ def main(argv=None) -> None:
     table_p.add_argument("--rule", choices=tuple(SCORE_RULES), default="max")
     table_p.add_argument("--folds", nargs="*", default=None,
                          help="only these folds (the mean and pooled figures over them; default: every fold run)")
+    table_p.add_argument("--baseline", default=None, metavar="NAME",
+                         help="a row to rank the others against: win / level / loss by the seed-spread rule")
     coll_p = sub.add_parser("collections", help="per held-out collection: rejection and recall at the fold's "
                                                   "recall-0.95 threshold, rows side by side")
     coll_p.add_argument("--names", nargs="+", required=True)
@@ -374,7 +394,13 @@ def main(argv=None) -> None:
         results = [r for r in results if r["fold"] in set(args.folds) | {DEV}]
     summary = add_pooled(summarise(results, rule), Path(args.out_dir), rule)
     names = getattr(args, "names", None) or ([args.name] if args.command == "run" else None)
-    print(markdown_table(summary, [n for n in (names or summary) if n in summary]))
+    baseline = getattr(args, "baseline", None)
+    if baseline and baseline not in summary:
+        parser.error(f"--baseline {baseline}: no results of that name under {args.out_dir}")
+    names = [n for n in (names or summary) if n in summary]
+    if baseline and baseline not in names:
+        names.insert(0, baseline)
+    print(markdown_table(summary, names, baseline))
 
 
 if __name__ == "__main__":
