@@ -254,6 +254,40 @@ def test_crossval_distils_from_a_per_fold_teacher_on_unlabelled_images(cv_root, 
     assert "loss_kd" in meta["history"][-1]
 
 
+def test_crossval_distils_from_an_ensemble_of_seeds_and_scores_the_ensemble(cv_root, tmp_path, capsys):
+    out = tmp_path / "cv"
+    common = ["--recipe", "reference", "--out_dir", str(out), "--num_threads", "1", "--num_workers", "0"]
+    extra = ["--extra", "--root", cv_root, *TINY]
+    crossval.main(["run", "--name", "ref", "--folds", "a", "--seeds", "0", "1", *common, "--set", "epochs=1", *extra])
+    capsys.readouterr()
+
+    # the ensemble row: mean region probabilities of both seeds, image by image
+    crossval.main(["ensemble", "--name", "ens", "--members", "ref", "--seeds", "0", "1", "--folds", "a",
+                   "--out_dir", str(out)])
+    assert "| ens |" in capsys.readouterr().out
+    runs = [np.load(out / "ref" / f"a-s{s}" / "scores.npz") for s in (0, 1)]
+    ens = np.load(out / "ens" / "a-s0" / "scores.npz")
+    for k, path in enumerate(ens["paths"]):
+        rows = [r["probs"][list(r["paths"]).index(path)] for r in runs]
+        assert np.allclose(ens["probs"][k], np.mean(rows, axis=0))
+    result = json.loads((out / "ens" / "a-s0" / "result.json").read_text())
+    labels, scores = ens["image_labels"], crossval.image_score(ens["probs"], "max")
+    assert result["rules"]["max"]["ap"] == pytest.approx(metrics.average_precision(scores, labels))
+    assert result["settings"] == {"members": ["ref"], "seeds": [0, 1]}
+    with pytest.raises(FileNotFoundError, match="no held-out scores .*b-s0"):
+        crossval.main(["ensemble", "--name", "ens", "--members", "ref", "--seeds", "0", "--folds", "b",
+                       "--out_dir", str(out)])
+
+    # distillation from the ensemble of both seeds' students
+    templates = [str(out / "ref" / "{fold}-s0" / "student.pt"), str(out / "ref" / "{fold}-s1" / "student.pt")]
+    crossval.main(["run", "--name", "kd", "--folds", "a", "--seeds", "0", "--teacher", *templates, *common,
+                   "--set", "epochs=1", "losses=hard:1.0,kd:1.0", *extra])
+    result = json.loads((out / "kd" / "a-s0" / "result.json").read_text())
+    assert result["teacher"] == [t.format(fold="a") for t in templates]
+    _, meta = load_checkpoint(out / "kd" / "a-s0" / "student.pt")
+    assert meta["teacher"] == result["teacher"] and "loss_kd" in meta["history"][-1]
+
+
 def test_table_from_results_alone(cv_root, tmp_path, capsys):
     """An archive of result.json files (what docs/crossval keeps) gives the table without pooled figures."""
     out = tmp_path / "cv"

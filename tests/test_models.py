@@ -117,3 +117,39 @@ def test_config_overrides_and_unknown_fields():
         build_model("student", {"depth": 9})
     with pytest.raises(CheckpointError, match="unknown model"):
         build_model("resnet")
+
+
+def test_ensemble_averages_region_probabilities_and_keeps_the_first_members_features(tmp_path):
+    from model.ensemble import RegionEnsemble
+    from training.loop import load_frozen
+    torch.manual_seed(0)
+    members = [build_model("student", **REFERENCE_LAYOUT).eval() for _ in range(3)]
+    ensemble = RegionEnsemble(members).eval()
+    x = torch.randn(2, 3, 128, 160)
+    with torch.no_grad():
+        outs = [m(x) for m in members]
+        got = ensemble(x)
+    assert got.logits.shape == (2, NUM_REGIONS) and torch.equal(got.features, outs[0].features)
+    mean = torch.stack([torch.sigmoid(o.logits) for o in outs]).mean(0)
+    assert torch.allclose(torch.sigmoid(got.logits), mean, atol=1e-6)
+    # the mean differs from every member (they disagree), one member is itself
+    assert all(not torch.allclose(got.logits, o.logits, atol=1e-3) for o in outs)
+    with torch.no_grad():
+        assert torch.allclose(RegionEnsemble(members[:1])(x).logits, outs[0].logits, atol=1e-4)
+    with pytest.raises(ValueError, match="at least one member"):
+        RegionEnsemble([])
+
+    # load_frozen: several checkpoints make one frozen ensemble; one stays the model itself
+    paths = []
+    for i, m in enumerate(members):
+        paths.append(str(tmp_path / f"s{i}.pt"))
+        save_checkpoint(paths[-1], m, {"preprocess": {"fixed_long_edge": 341}})
+    frozen = load_frozen(paths, channels_last=False)
+    assert isinstance(frozen, RegionEnsemble) and len(frozen.members) == 3 and not frozen.training
+    assert not any(p.requires_grad for p in frozen.parameters())
+    with torch.no_grad():
+        assert torch.allclose(frozen(x).logits, got.logits, atol=1e-5)
+    assert not isinstance(load_frozen(paths[0], channels_last=False), RegionEnsemble)
+    save_checkpoint(paths[2], members[2], {"preprocess": {"fixed_long_edge": 0}})
+    with pytest.raises(ValueError, match="different input shapes"):
+        load_frozen(paths, channels_last=False)

@@ -11,6 +11,11 @@
     python -m training.crossval run --name kd-unl --recipe reference_fast \
         --teacher 'runs/crossval/reference/{fold}-s{seed}/student.pt' \
         --set losses=hard:1.0,kd:1.0 unlabelled_share=0.3 --extra --unlabelled_pools /work/pool-unl
+    python -m training.crossval ensemble --name ens3 --members reference_fast --seeds 0 1 2  # as a teacher would
+    python -m training.crossval run --name kd-ens3 --recipe reference_fast --set losses=hard:1.0,kd:1.0 \
+        --teacher 'runs/crossval/reference_fast/{fold}-s0/student.pt' \
+                  'runs/crossval/reference_fast/{fold}-s1/student.pt' \
+                  'runs/crossval/reference_fast/{fold}-s2/student.pt'
 
 Dev (104 non-text images, drawn from the same collections as train) could not rank recipes:
 a student that looked level with another there lost by 20 points of rejection on images from
@@ -50,7 +55,11 @@ students of another row, ``runs/crossval/<row>/{fold}-s{seed}/student.pt``). It 
 and used by the teacher's loss terms (``--set losses=hard:1.0,kd:1.0``); with ``unlabelled_pools``
 and ``unlabelled_share`` the soft labels also cover unlabelled images (of the collections that are
 not held out). Every teacher file is checked before anything is trained, and ``result.json`` and
-the checkpoint's meta record the one used.
+the checkpoint's meta record the one used. Several templates make one teacher, the ensemble of
+their checkpoints (``model.ensemble``: mean region probabilities), e.g. the students of three seeds
+of a row: seed noise is large, and their mean is a steadier teacher than any one of them.
+``ensemble`` scores such an ensemble itself, from the held-out scores of its runs, as a row
+with seed 0 only: what the students distilled from it could reach.
 """
 
 from __future__ import annotations
@@ -156,10 +165,10 @@ def fold_figures(pred: dict, rule: str) -> dict:
 
 
 def run_fold(name: str, recipe_name: str, settings: dict, fold: str, seed: int, out_dir: Path, num_threads: int = 2,
-             num_workers: int = 1, extra: Sequence[str] = (), teacher: str | None = None) -> dict:
+             num_workers: int = 1, extra: Sequence[str] = (), teacher: Sequence[str] = ()) -> dict:
     """Train (unless done) and score one fold with one seed; the result is also written to
-    ``<run dir>/result.json``. ``teacher``: a template of the teacher checkpoint's path
-    (``teacher_path``), for recipes whose losses use a teacher."""
+    ``<run dir>/result.json``. ``teacher``: templates of the teacher checkpoint's path
+    (``teacher_path``), for recipes whose losses use a teacher; several make one ensemble."""
     directory = run_dir(out_dir, name, fold, seed)
     result_path = directory / "result.json"
     if result_path.is_file():
@@ -170,12 +179,13 @@ def run_fold(name: str, recipe_name: str, settings: dict, fold: str, seed: int, 
     needs_teacher = any_term(train_cfg.losses, "needs_teacher")
     if needs_teacher != bool(teacher):
         raise ValueError(f"losses {' '.join(train_cfg.losses)} " + ("need a teacher: give --teacher TEMPLATE"
-                         if needs_teacher else f"use no teacher, but --teacher {teacher} was given"))
-    teacher_file = str(teacher_path(teacher, fold, seed)) if teacher else None
+                         if needs_teacher else f"use no teacher, but --teacher {' '.join(teacher)} was given"))
+    teacher_files = [str(teacher_path(t, fold, seed)) for t in teacher]
+    teacher_file = teacher_files[0] if len(teacher_files) == 1 else (teacher_files or None)
     start = time.perf_counter()
     if not checkpoint.is_file():
         resume_from = str(directory / "last.pt") if (directory / "last.pt").is_file() else None
-        frozen = load_frozen(teacher_file, channels_last=train_cfg.channels_last) if teacher_file else None
+        frozen = load_frozen(teacher_files, channels_last=train_cfg.channels_last) if teacher_files else None
         train(train_cfg, data_cfg, out=str(checkpoint), resume_from=resume_from, teacher=frozen,
               stage="distill" if frozen is not None else "hard",
               meta_extra={"recipe": recipe_name, "settings": settings, "fold": fold, "teacher": teacher_file})
@@ -184,14 +194,44 @@ def run_fold(name: str, recipe_name: str, settings: dict, fold: str, seed: int, 
     model, _ = load_checkpoint(checkpoint)
     model = model.to(memory_format=torch.channels_last)
     pred = score_heldout(model, TextFilterDataset.for_role(data_cfg, "eval"))
-    np.savez_compressed(directory / "scores.npz", probs=pred["probs"], probs_jpeg95=pred["probs_jpeg95"],
-                        image_labels=pred["image_labels"], sources=np.asarray(pred["sources"]),
-                        paths=np.asarray(pred["paths"]))
-    result = {"name": name, "recipe": recipe_name, "settings": settings, "fold": fold, "seed": seed,
-              "teacher": teacher_file, "train_seconds": round(seconds, 1), "rules": {rule: fold_figures(pred, rule) for rule in SCORE_RULES}}
-    result_path.write_text(json.dumps(result, indent=2))
-    log.info("%s %s seed %d: %s", name, fold, seed, json.dumps(result["rules"]["max"]))
+    return write_run(directory, pred, {"name": name, "recipe": recipe_name, "settings": settings, "fold": fold,
+                                       "seed": seed, "teacher": teacher_file, "train_seconds": round(seconds, 1)})
+
+
+SCORE_KEYS = ("probs", "probs_jpeg95", "image_labels", "sources", "paths")
+
+
+def write_run(directory: Path, pred: dict, fields: dict) -> dict:
+    """Keep one run's held-out scores (``scores.npz``) and figures (``result.json``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(directory / "scores.npz", **{k: np.asarray(pred[k]) for k in SCORE_KEYS})
+    result = {**fields, "rules": {rule: fold_figures(pred, rule) for rule in SCORE_RULES}}
+    (directory / "result.json").write_text(json.dumps(result, indent=2))
+    log.info("%s %s seed %d: %s", result["name"], result["fold"], result["seed"], json.dumps(result["rules"]["max"]))
     return result
+
+
+def ensemble_fold(name: str, members: Sequence[str], seeds: Sequence[int], fold: str, out_dir: Path) -> dict:
+    """Score one fold by the mean region probabilities of finished runs (every seed of every
+    member row), as a teacher made of them would (``model.ensemble``): a row with seed 0 only.
+    The runs must have scored the same held-out images."""
+    runs = [run_dir(out_dir, m, fold, s) for m in members for s in seeds]
+    missing = [str(r) for r in runs if not (r / "scores.npz").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no held-out scores (scores.npz) in {', '.join(missing)}: run those folds first")
+    loaded = [dict(np.load(r / "scores.npz")) for r in runs]
+    first = loaded[0]
+    for r, scores in zip(runs, loaded):
+        if sorted(scores["paths"].tolist()) != sorted(first["paths"].tolist()):
+            raise ValueError(f"{r} scored other held-out images than {runs[0]}: an ensemble needs the same ones")
+    order = [{p: i for i, p in enumerate(s["paths"].tolist())} for s in loaded]
+    index = [[o[p] for p in first["paths"].tolist()] for o in order]
+    pred = {k: first[k] for k in ("image_labels", "sources", "paths")}
+    for key in ("probs", "probs_jpeg95"):
+        pred[key] = np.mean([s[key][i] for s, i in zip(loaded, index)], axis=0)
+    return write_run(run_dir(out_dir, name, fold, 0), pred,
+                     {"name": name, "recipe": "ensemble", "settings": {"members": list(members), "seeds": list(seeds)},
+                      "fold": fold, "seed": 0, "teacher": None, "train_seconds": 0.0})
 
 
 def load_results(out_dir: Path) -> list[dict]:
@@ -347,9 +387,10 @@ def main(argv=None) -> None:
                        help="changes to the recipe (training.train_student option names)")
     run_p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     run_p.add_argument("--folds", nargs="+", default=list(DEFAULT_FOLDS))
-    run_p.add_argument("--teacher", default=None, metavar="TEMPLATE",
+    run_p.add_argument("--teacher", nargs="+", default=[], metavar="TEMPLATE",
                        help="teacher checkpoint of each run, {fold} and {seed} substituted "
-                            "(e.g. runs/crossval/reference/{fold}-s{seed}/student.pt)")
+                            "(e.g. runs/crossval/reference/{fold}-s{seed}/student.pt); several: their ensemble "
+                            "(e.g. the students of seeds 0, 1, 2: .../{fold}-s0/student.pt .../{fold}-s1/student.pt ...)")
     run_p.add_argument("--num_threads", type=int, default=2)
     run_p.add_argument("--num_workers", type=int, default=1)
     run_p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
@@ -361,12 +402,18 @@ def main(argv=None) -> None:
                          help="only these folds (the mean and pooled figures over them; default: every fold run)")
     table_p.add_argument("--baseline", default=None, metavar="NAME",
                          help="a row to rank the others against: win / level / loss by the seed-spread rule")
+    ens_p = sub.add_parser("ensemble", help="a row scored by the mean region probabilities of finished runs "
+                                              "(what an ensemble teacher of them predicts)")
+    ens_p.add_argument("--name", required=True)
+    ens_p.add_argument("--members", nargs="+", required=True, help="rows whose runs are averaged")
+    ens_p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ens_p.add_argument("--folds", nargs="+", default=list(DEFAULT_FOLDS))
     coll_p = sub.add_parser("collections", help="per held-out collection: rejection and recall at the fold's "
                                                   "recall-0.95 threshold, rows side by side")
     coll_p.add_argument("--names", nargs="+", required=True)
     coll_p.add_argument("--rule", choices=tuple(SCORE_RULES), default="max")
     coll_p.add_argument("--folds", nargs="*", default=None)
-    for p in (run_p, table_p, coll_p):
+    for p in (run_p, ens_p, table_p, coll_p):
         p.add_argument("--out_dir", default="runs/crossval")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -376,10 +423,14 @@ def main(argv=None) -> None:
         if args.teacher:  # every teacher there before hours of training, not at the third fold
             for fold, seed in runs:
                 if not (run_dir(Path(args.out_dir), args.name, fold, seed) / "result.json").is_file():
-                    teacher_path(args.teacher, fold, seed)
+                    for template in args.teacher:
+                        teacher_path(template, fold, seed)
         for fold, seed in runs:
             run_fold(args.name, args.recipe, settings, fold, seed, Path(args.out_dir), args.num_threads,
                      args.num_workers, args.extra, args.teacher)
+    if args.command == "ensemble":
+        for fold in args.folds:
+            ensemble_fold(args.name, args.members, args.seeds, fold, Path(args.out_dir))
     rule = getattr(args, "rule", "max")
     if args.command == "collections":
         figures = {n: collection_figures(Path(args.out_dir), n, args.folds, rule) for n in args.names}
@@ -393,7 +444,7 @@ def main(argv=None) -> None:
     if args.command == "table" and args.folds:
         results = [r for r in results if r["fold"] in set(args.folds) | {DEV}]
     summary = add_pooled(summarise(results, rule), Path(args.out_dir), rule)
-    names = getattr(args, "names", None) or ([args.name] if args.command == "run" else None)
+    names = getattr(args, "names", None) or ([args.name] if args.command in ("run", "ensemble") else None)
     baseline = getattr(args, "baseline", None)
     if baseline and baseline not in summary:
         parser.error(f"--baseline {baseline}: no results of that name under {args.out_dir}")

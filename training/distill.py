@@ -5,6 +5,9 @@
     # stage 2: soft labels + 0.2 x BEGAN adversarial loss, student and discriminator in turn
     python -m training.distill --stage kd --teacher model/weights/teacher.pt --init runs/distill/ab.pt
     python -m training.evaluate --checkpoint runs/distill/kd.pt --write_threshold
+    # soft labels of an ensemble of students (three seeds), hard labels beside them
+    python -m training.distill --stage soft --recipe reference_fast --losses hard:1.0 kd:1.0 \
+        --teacher runs/s0/student.pt runs/s1/student.pt runs/s2/student.pt
 
 Stages (loss terms of ``training.losses``; the weights are the paper's):
 
@@ -76,18 +79,22 @@ def main(argv=None) -> None:
     known, _ = pre.parse_known_args(argv)
     parser = build_parser(__doc__, **stage_defaults(known.stage))
     parser.add_argument("--stage", choices=sorted(STAGES), default="kd")
-    parser.add_argument("--teacher", default="model/weights/teacher.pt", help="teacher checkpoint")
+    parser.add_argument("--teacher", nargs="+", default=["model/weights/teacher.pt"],
+                        help="teacher checkpoint; several: their ensemble, soft labels = mean region probabilities "
+                             "(e.g. students of three seeds, model.ensemble)")
     parser.add_argument("--init", default=None, help="checkpoint whose weights start the student (e.g. runs/distill/ab.pt)")
     args, train_cfg, data_cfg, resume_from = parse(parser, argv)
     stage = STAGES[args.stage]
     if args.stage == "kd" and not args.init and not resume_from:
         log.warning("stage kd without --init: this is the soft_adv ablation, not the paper's stage 2")
-    teacher = load_frozen(args.teacher, expect="teacher", channels_last=train_cfg.channels_last) \
+    single = len(args.teacher) == 1  # one checkpoint must be a teacher; an ensemble may be of students
+    teacher = load_frozen(args.teacher, expect="teacher" if single else None, channels_last=train_cfg.channels_last) \
         if any_term(train_cfg.losses, "needs_teacher") else None
     log.info("stage %s (%s): losses %s, teacher %s", args.stage, stage.description, " ".join(train_cfg.losses),
-             args.teacher if teacher is not None else "-")
+             " + ".join(args.teacher) if teacher is not None else "-")
     train(train_cfg, data_cfg, out=args.out, resume_from=resume_from, teacher=teacher, init=args.init,
-          stage=args.stage, meta_extra={"teacher": args.teacher if teacher is not None else None})
+          stage=args.stage,
+          meta_extra={"teacher": (args.teacher[0] if single else args.teacher) if teacher is not None else None})
 
 
 if __name__ == "__main__":

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
+from model.ensemble import RegionEnsemble
 from model.registry import build_model, config_from_dict, load_checkpoint, read_checkpoint, save_checkpoint
 from training.config import DataConfig, TrainConfig
 from model.preprocessing import shape_meta
@@ -75,9 +78,21 @@ def run_meta(stage: str, train_cfg: TrainConfig, data_cfg: DataConfig, history: 
             "preprocess": shape_meta(preprocess_of(data_cfg)), **extra}
 
 
-def load_frozen(path: str, expect: str | None = None, channels_last: bool = True) -> torch.nn.Module:
-    """A model from a checkpoint in eval mode with gradients off (the teacher)."""
-    model, _ = load_checkpoint(path, expect=expect)
+def load_frozen(path: str | Sequence[str], expect: str | None = None, channels_last: bool = True) -> torch.nn.Module:
+    """A model from a checkpoint in eval mode with gradients off (the teacher). Several paths
+    give one ``RegionEnsemble`` of them (its soft labels are their mean region probabilities);
+    its members must have trained on the same input shapes."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        raise ValueError("no teacher checkpoint given")
+    models, shapes = [], {}
+    for p in paths:
+        model, meta = load_checkpoint(p, expect=expect)
+        shapes[str(p)] = meta.get("preprocess")
+        models.append(model)
+    if len({json.dumps(s, sort_keys=True) for s in shapes.values()}) > 1:
+        raise ValueError(f"teacher checkpoints trained on different input shapes: {shapes}")
+    model = models[0] if len(models) == 1 else RegionEnsemble(models)
     for p in model.parameters():
         p.requires_grad_(False)
     if channels_last:
