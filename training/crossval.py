@@ -220,12 +220,13 @@ def ensemble_fold(name: str, members: Sequence[str], seeds: Sequence[int], fold:
     if missing:
         raise FileNotFoundError(f"no held-out scores (scores.npz) in {', '.join(missing)}: run those folds first")
     loaded = [dict(np.load(r / "scores.npz")) for r in runs]
-    first = loaded[0]
+    first, paths = loaded[0], loaded[0]["paths"].tolist()
+    index = []  # per run, the rows of the first run's images in their order
     for r, scores in zip(runs, loaded):
-        if sorted(scores["paths"].tolist()) != sorted(first["paths"].tolist()):
+        row_of = {p: i for i, p in enumerate(scores["paths"].tolist())}
+        if row_of.keys() != set(paths):
             raise ValueError(f"{r} scored other held-out images than {runs[0]}: an ensemble needs the same ones")
-    order = [{p: i for i, p in enumerate(s["paths"].tolist())} for s in loaded]
-    index = [[o[p] for p in first["paths"].tolist()] for o in order]
+        index.append([row_of[p] for p in paths])
     pred = {k: first[k] for k in ("image_labels", "sources", "paths")}
     for key in ("probs", "probs_jpeg95"):
         pred[key] = np.mean([s[key][i] for s, i in zip(loaded, index)], axis=0)

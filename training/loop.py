@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -90,7 +89,7 @@ def load_frozen(path: str | Sequence[str], expect: str | None = None, channels_l
         model, meta = load_checkpoint(p, expect=expect)
         shapes[str(p)] = meta.get("preprocess")
         models.append(model)
-    if len({json.dumps(s, sort_keys=True) for s in shapes.values()}) > 1:
+    if any(s != shapes[str(paths[0])] for s in shapes.values()):
         raise ValueError(f"teacher checkpoints trained on different input shapes: {shapes}")
     model = models[0] if len(models) == 1 else RegionEnsemble(models)
     for p in model.parameters():
