@@ -14,6 +14,9 @@ checkpoint's config says which):
   256x341 image on one thread, over the product's 3 ms).
 - ``FAST_LAYOUT``: the same channels and head, downsampled earlier (below): 76.5k
   parameters, ~2.4 ms.
+- ``WIDE_LAYOUT``: ``FAST_LAYOUT`` with 48-72-72 channels in convolutions 4-6 instead of
+  32-64-64: 104k parameters (the product's limit is 110k), ONNX ~1.7 ms instead of ~1.5 ms
+  (issue 17's "channel layout" row; MODEL.md, session 14).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ REFERENCE_LAYOUT = dict(channels=(16, 16, 32, 32, 64, 64), strides=(2, 1, 1, 1, 
 # the 3x3 grid's cells are 85 px wide at the input).
 FAST_LAYOUT = dict(channels=(16, 16, 32, 32, 64, 64), strides=(2, 1, 2, 1, 1, 2), pool_after=(1,),
                    shared_mapper=True)
+# FAST_LAYOUT widened where the region features are made (104,177 parameters).
+WIDE_LAYOUT = {**FAST_LAYOUT, "channels": (16, 16, 32, 48, 72, 72)}
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int, pool: bool = False) -> nn.Sequential:

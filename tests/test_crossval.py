@@ -153,6 +153,11 @@ def test_reference_recipe_and_settings():
     _, train_cfg, data_cfg, _ = parse(build_parser(), ["--recipe", "reference", *argv])
     assert train_cfg.losses == ("hard:1.0", "kd:0.5")
     assert data_cfg.unlabelled_pools == ("/p/u",) and data_cfg.unlabelled_share == 0.3
+    # reference_wide: the same recipe, only the layout differs
+    _, wide_cfg, wide_data, _ = parse(build_parser(), ["--recipe", "reference_wide"])
+    _, ref_cfg, ref_data, _ = parse(build_parser(), ["--recipe", "reference_fast"])
+    assert wide_cfg.model_config[0] == "channels=16,16,32,48,72,72" and wide_cfg.model_config[1:] == ref_cfg.model_config[1:]
+    assert (wide_cfg.lr, wide_cfg.epochs, wide_data) == (ref_cfg.lr, ref_cfg.epochs, ref_data)
 
 
 def test_rejection_and_recall_at_operating_points():

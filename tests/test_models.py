@@ -6,7 +6,7 @@ from model import build_model
 from model.preprocessing import to_tensor
 from model.regions import NUM_REGIONS
 from model.registry import load_checkpoint, save_checkpoint
-from model.student import REFERENCE_LAYOUT
+from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, WIDE_LAYOUT
 
 
 def n_params(m):
@@ -38,6 +38,16 @@ def test_reference_layout_parameters_and_shared_mapper():
     assert tuple(x.shape[-2:]) == (32, 43)
 
 
+def test_wide_layout_is_the_fast_layout_widened_within_the_limit():
+    fast, wide = build_model("student", **FAST_LAYOUT), build_model("student", **WIDE_LAYOUT)
+    assert n_params(fast) == 76_529 and n_params(wide) == 104_177 <= 110_000  # the product's limit
+    assert wide.head.mappers[0] is wide.head.mappers[1]
+    x = torch.randn(1, 3, 256, 341)
+    with torch.no_grad():  # same strides and pooling: the same feature-map sizes, wider
+        f, w = fast.eval().forward_features(x), wide.eval().forward_features(x)
+    assert [t.shape[1] for t in w] == [72, 72] and [t.shape[2:] for t in w] == [t.shape[2:] for t in f]
+
+
 def test_reference_layout_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     model = build_model("student", **REFERENCE_LAYOUT).eval()
@@ -56,7 +66,7 @@ def test_layout_errors_are_clear():
         build_model("student", shared_mapper=True)  # default layout: 48 and 64 channels
 
 
-MODELS = [("student", {}), ("student", REFERENCE_LAYOUT), ("teacher", {"width": 0.125})]
+MODELS = [("student", {}), ("student", REFERENCE_LAYOUT), ("student", WIDE_LAYOUT), ("teacher", {"width": 0.125})]
 
 
 @pytest.mark.parametrize("name,kw", MODELS)

@@ -8,7 +8,7 @@ rule named by ``--score_rule`` (default: the checkpoint's ``meta["score_rule"]``
 ``max``). The operating threshold is the one with the highest precision whose recall is at
 least ``--target_recall``; ``--write_threshold`` stores it, the rule, the target and the
 figures in the checkpoint's ``meta`` (where the pipeline reads them); with ``--threshold`` it
-stores that threshold instead (one chosen by another rule, e.g. ``training.crossval threshold``). The report also gives
+stores that threshold instead (one chosen by another rule). The report also gives
 the calibration of the region probabilities (ECE and the Platt fit that would calibrate
 them), which is what soft-label distillation passes on. Plots are saved as PNGs in ``--plots``
 (default ``runs/eval/<checkpoint name>/``, never next to the shipped weights):
