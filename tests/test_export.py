@@ -253,6 +253,18 @@ SHIPPED_PT = os.path.join(REPO, "model", "weights", "student.pt")
 SHIPPED_ONNX = os.path.join(REPO, "model", "weights", "student.onnx")
 
 
+@pytest.mark.skipif(not os.path.exists(SHIPPED_PT), reason="no shipped student weights")
+def test_shipped_student_keeps_the_product_contract():
+    """What issue 17 asks of any student that ships: <= 110k parameters, a threshold chosen by the
+    fixed rule and stored with the weights, and the 256x341 shape it was trained at."""
+    from model import load_checkpoint
+
+    model, meta = load_checkpoint(SHIPPED_PT, expect="student")
+    assert sum(p.numel() for p in model.parameters()) <= 110_000
+    assert 0 < meta["threshold"] < 1 and meta["score_rule"] == "max" and meta["target_recall"] == 0.96
+    assert meta["preprocess"]["short_edge"] == 256 and meta["preprocess"]["fixed_long_edge"] == 341
+
+
 @pytest.mark.skipif(not os.path.exists(SHIPPED_ONNX), reason="no shipped ONNX export")
 def test_shipped_onnx_is_an_export_of_the_shipped_checkpoint():
     """The default run uses the ONNX file: it must stay in sync with student.pt
