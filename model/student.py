@@ -4,8 +4,8 @@ The fifth convolution's output is pooled to the 5x5 grid and the sixth's to the 
 per region, a mapping FC into the space shared with the teacher and a classifier FC
 (``model.heads.RegionHead``). About 0.087M parameters, as in the paper.
 
-Two layouts are in use (both six convolutions, both registered as ``student``; a
-checkpoint's config says which):
+Layouts (all six convolutions, all registered as ``student``; a checkpoint's config says
+which; the shipped student, since session 15, is ``WIDE_LAYOUT``):
 - ``StudentConfig()``: strided convolutions only (2, 2, 2, 2, 1, 2), features at 1/16 and
   1/32 of the input, 84k parameters (the students shipped until session 6).
 - ``REFERENCE_LAYOUT``: 16-16-32-32-64-64 channels, the first convolution strided, a 2x2
