@@ -338,3 +338,44 @@ def test_table_names_a_missing_baseline(tmp_path, capsys):
     with pytest.raises(SystemExit):
         crossval.main(["table", "--out_dir", str(tmp_path), "--baseline", "nope"])
     assert "--baseline nope: no results of that name" in capsys.readouterr().err
+
+
+def _scored_run(out_dir, name, fold, seed, text_probs, non_text_probs):
+    """A run written as ``crossval run`` writes it, from given region probabilities."""
+    probs = np.array([[p] * 34 for p in [*text_probs, *non_text_probs]], dtype=np.float32)
+    labels = np.array([1] * len(text_probs) + [0] * len(non_text_probs))
+    pred = {"probs": probs, "probs_jpeg95": probs, "image_labels": labels,
+            "sources": np.array([fold] * len(labels)), "paths": np.array([f"{fold}/{i}.jpg" for i in range(len(labels))])}
+    return crossval.write_run(crossval.run_dir(out_dir, name, fold, seed), pred,
+                              {"name": name, "recipe": "reference", "settings": {}, "fold": fold, "seed": seed,
+                               "teacher": None, "train_seconds": 0.0})
+
+
+def test_table_over_several_run_directories_takes_each_run_from_the_last(tmp_path, capsys):
+    """Archives of earlier sessions and the live runs make one table; a rerun replaces the run it repeats."""
+    old, new = tmp_path / "session1", tmp_path / "runs"
+    _scored_run(old, "ref", "a", 0, [0.9, 0.8], [0.85, 0.1])  # half the non-text rejected at recall 1
+    _scored_run(old, "ref", "b", 0, [0.9, 0.8], [0.1, 0.2])
+    for path in old.glob("*/*/scores.npz"):
+        path.unlink()  # an archive keeps result.json only
+    _scored_run(new, "ref", "a", 0, [0.9, 0.8], [0.1, 0.2])  # the rerun of fold a rejects everything
+    _scored_run(old, "other", "a", 0, [0.9], [0.1])  # a row only the archive has
+
+    results = crossval.load_results([old, new])
+    assert sorted((r["name"], r["fold"]) for r in results) == [("other", "a"), ("ref", "a"), ("ref", "b")]
+    ref_a = next(r for r in results if (r["name"], r["fold"]) == ("ref", "a"))
+    assert ref_a["rules"]["max"]["reject@r95"] == 1.0  # from the last directory, not the archive's 0.5
+    assert crossval.find_run([old, new], "ref", "a", 0) == crossval.run_dir(new, "ref", "a", 0)
+    assert crossval.find_run([old, new], "ref", "b", 0) == crossval.run_dir(old, "ref", "b", 0)
+    assert crossval.find_run([old, new], "ref", "c", 0) is None
+    summary = crossval.add_pooled(crossval.summarise(results), [old, new])
+    assert summary["ref"]["fold_means"]["a"]["reject@r95"] == 1.0
+    assert summary["ref"]["pooled"] is None  # fold b's scores were not kept
+
+    _scored_run(new, "ref", "b", 0, [0.9, 0.8], [0.1, 0.95])  # now both folds have scores in runs/
+    summary = crossval.add_pooled(crossval.summarise(crossval.load_results([old, new])), [old, new])
+    assert summary["ref"]["pooled"]["reject@r95"] == pytest.approx(0.75)  # 3 of 4 non-text below the pooled threshold
+    crossval.main(["table", "--out_dir", str(old), str(new)])
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split(" | ")[0] for line in lines[2:]) == ["| other", "| ref"]
+    assert "0.750" in next(line for line in lines if line.startswith("| ref |"))

@@ -42,7 +42,9 @@ not trained again, so a run can be stopped and started again and rows added one 
 ``runs/`` is not in git: the ``result.json`` of every row in MODEL.md is committed under
 ``docs/crossval/`` (``cd runs/crossval && find . -name result.json -exec cp --parents {}
 ../../docs/crossval/ \\;``), and ``table --out_dir docs/crossval`` rebuilds the tables from them (pooled
-figures need the held-out scores, so they show only for runs kept in full).
+figures need the held-out scores, so they show only for runs kept in full). ``table`` takes several
+directories, oldest first (``--out_dir docs/crossval docs/crossval/session1* runs/crossval``): a run found
+in several is taken from the last, so one table holds every row of every session.
 
 Collections of a pool (``training.collections``) are held out like those of the data root. A
 recipe that trains on the pool names it with ``--pools``; one that does not names it with
@@ -235,8 +237,26 @@ def ensemble_fold(name: str, members: Sequence[str], seeds: Sequence[int], fold:
                       "fold": fold, "seed": 0, "teacher": None, "train_seconds": 0.0})
 
 
-def load_results(out_dir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("*/*/result.json"))]
+def as_dirs(out_dirs: Path | str | Sequence[Path | str]) -> list[Path]:
+    return [Path(out_dirs)] if isinstance(out_dirs, (str, Path)) else [Path(d) for d in out_dirs]
+
+
+def load_results(out_dirs: Path | str | Sequence[Path | str]) -> list[dict]:
+    """Every run's ``result.json`` under one or several run directories. A run (name, fold,
+    seed) found under several is taken from the last one (archives of earlier sessions first,
+    the newest last), so a rerun replaces the run it repeats."""
+    runs: dict[tuple, dict] = {}
+    for out_dir in as_dirs(out_dirs):
+        for path in sorted(out_dir.glob("*/*/result.json")):
+            result = json.loads(path.read_text())
+            runs[(result["name"], result["fold"], result["seed"])] = result
+    return list(runs.values())
+
+
+def find_run(out_dirs: Sequence[Path], name: str, fold: str, seed: int) -> Path | None:
+    """The directory of a run in the last of ``out_dirs`` that has it (as ``load_results``)."""
+    found = [run_dir(d, name, fold, seed) for d in out_dirs if (run_dir(d, name, fold, seed) / "result.json").is_file()]
+    return found[-1] if found else None
 
 
 METRICS = ("ap", "reject@r95", "recall@rej90", "jpeg95_flips")
@@ -265,24 +285,28 @@ def summarise(results: Sequence[dict], rule: str = "max") -> dict:
     return out
 
 
-def add_pooled(summary: dict, out_dir: Path, rule: str = "max") -> dict:
+def add_pooled(summary: dict, out_dirs: Path | str | Sequence[Path | str], rule: str = "max") -> dict:
     """``summary`` with each row's pooled out-of-fold figures (mean over its complete seeds whose
     held-out scores are kept: an archive of ``result.json`` files alone has none)."""
+    out_dirs = as_dirs(out_dirs)
     for name, row in summary.items():
-        figs = [pooled_figures(out_dir, name, seed, row["source_folds"], rule) for seed in row["complete_seeds"]
-                if all((run_dir(out_dir, name, f, seed) / "scores.npz").is_file() for f in row["source_folds"])]
+        figs = []
+        for seed in row["complete_seeds"]:
+            dirs = [find_run(out_dirs, name, fold, seed) for fold in row["source_folds"]]
+            if all(d is not None and (d / "scores.npz").is_file() for d in dirs):
+                figs.append(pooled_figures(dirs, rule))
         row["pooled"] = {k: float(np.mean([f[k] for f in figs])) for k in figs[0]} if figs else None
     return summary
 
 
-def pooled_figures(out_dir: Path, name: str, seed: int, folds: Sequence[str], rule: str = "max") -> dict:
-    """Figures of the out-of-fold scores of one seed pooled over ``folds`` (the source folds
-    hold out every collection once, so together they score every image by a model that did
-    not train on its collection): like one model meeting all the collections at once, with
+def pooled_figures(fold_runs: Sequence[Path], rule: str = "max") -> dict:
+    """Figures of the out-of-fold scores of one seed pooled over its runs of the source folds
+    (they hold out every collection once, so together they score every image by a model that
+    did not train on its collection): like one model meeting all the collections at once, with
     one threshold for all, which per-fold figures do not show."""
     probs, labels = [], []
-    for fold in folds:
-        scores = np.load(run_dir(out_dir, name, fold, seed) / "scores.npz")
+    for directory in fold_runs:
+        scores = np.load(Path(directory) / "scores.npz")
         probs.append(scores["probs"])
         labels.append(scores["image_labels"])
     scores, labels = image_score(np.concatenate(probs), rule), np.concatenate(labels)
@@ -414,8 +438,11 @@ def main(argv=None) -> None:
     coll_p.add_argument("--names", nargs="+", required=True)
     coll_p.add_argument("--rule", choices=tuple(SCORE_RULES), default="max")
     coll_p.add_argument("--folds", nargs="*", default=None)
-    for p in (run_p, ens_p, table_p, coll_p):
+    for p in (run_p, ens_p, coll_p):
         p.add_argument("--out_dir", default="runs/crossval")
+    table_p.add_argument("--out_dir", nargs="+", default=["runs/crossval"],
+                         help="one or several run directories (e.g. the archives under docs/crossval, then "
+                              "runs/crossval); a run found in several is taken from the last")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
@@ -441,14 +468,14 @@ def main(argv=None) -> None:
                          f"{' for folds ' + ' '.join(args.folds) if args.folds else ''}: run those folds first")
         print(collections_table(figures))
         return
-    results = load_results(Path(args.out_dir))
+    results = load_results(args.out_dir)
     if args.command == "table" and args.folds:
         results = [r for r in results if r["fold"] in set(args.folds) | {DEV}]
-    summary = add_pooled(summarise(results, rule), Path(args.out_dir), rule)
+    summary = add_pooled(summarise(results, rule), args.out_dir, rule)
     names = getattr(args, "names", None) or ([args.name] if args.command in ("run", "ensemble") else None)
     baseline = getattr(args, "baseline", None)
     if baseline and baseline not in summary:
-        parser.error(f"--baseline {baseline}: no results of that name under {args.out_dir}")
+        parser.error(f"--baseline {baseline}: no results of that name under {' '.join(map(str, args.out_dir))}")
     names = [n for n in (names or summary) if n in summary]
     if baseline and baseline not in names:
         names.insert(0, baseline)
