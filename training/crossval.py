@@ -255,8 +255,10 @@ def load_results(out_dirs: Path | str | Sequence[Path | str]) -> list[dict]:
 
 def find_run(out_dirs: Sequence[Path], name: str, fold: str, seed: int) -> Path | None:
     """The directory of a run in the last of ``out_dirs`` that has it (as ``load_results``)."""
-    found = [run_dir(d, name, fold, seed) for d in out_dirs if (run_dir(d, name, fold, seed) / "result.json").is_file()]
-    return found[-1] if found else None
+    for out_dir in reversed(out_dirs):
+        if (run_dir(out_dir, name, fold, seed) / "result.json").is_file():
+            return run_dir(out_dir, name, fold, seed)
+    return None
 
 
 METRICS = ("ap", "reject@r95", "recall@rej90", "jpeg95_flips")
