@@ -34,6 +34,7 @@ class CropCheck:
     any_box: int = 0
     legible: int = 0
     read: list = field(default_factory=list)  # (path, crop rectangle, texts) of the legible crops
+    boxed: list = field(default_factory=list)  # (path, crop rectangle, RGB crop, boxes) of crops with any box
 
     def as_dict(self) -> dict:
         return {"source": self.source, "crops": self.crops, "any_box": self.any_box, "legible": self.legible,
@@ -73,11 +74,31 @@ def check_crops(engine, records: Sequence[Record], root: str | Path, source: str
         ocr = ocr_image(engine, crop)
         verdict = screen_rule(ocr["boxes"], ocr["text"], ocr["scores"], "text", (crop.shape[1], crop.shape[0]))
         check.crops += 1
-        check.any_box += bool(verdict.boxes or verdict.ignore)
+        if verdict.boxes or verdict.ignore:
+            check.any_box += 1
+            check.boxed.append((record.path, list(rect), crop, verdict.boxes + verdict.ignore))
         if verdict.boxes:
             check.legible += 1
             check.read.append((record.path, list(rect), verdict.texts))
     return check
+
+
+def contact_sheet(boxed: Sequence, cell: int = 320, columns: int = 4) -> Image.Image:
+    """The crops of ``CropCheck.boxed`` side by side, each fitted into ``cell`` px with the
+    boxes OCR found drawn in red."""
+    from PIL import ImageDraw
+
+    rows = (len(boxed) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * cell, rows * cell), "white")
+    for k, (_, _, crop, boxes) in enumerate(boxed):
+        img = Image.fromarray(crop)
+        scale = min(cell / img.width, cell / img.height)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+        draw = ImageDraw.Draw(img)
+        for box in boxes:
+            draw.polygon([(x * scale, y * scale) for x, y in zip(box[0::2], box[1::2])], outline="red", width=2)
+        sheet.paste(img, ((k % columns) * cell, (k // columns) * cell))
+    return sheet
 
 
 def main(argv=None) -> list[dict]:
@@ -91,6 +112,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--sheet", help="write a contact sheet (PNG) of the crops with a box found, boxes drawn")
     args = parser.parse_args(argv)
     records = load_records(args.root, split=args.split)
     engine = make_engine(num_threads=args.threads)
@@ -102,6 +124,10 @@ def main(argv=None) -> list[dict]:
               + (f" ({check.legible / check.crops:.1%})" if check.crops else ""))
         for path, rect, texts in check.read:
             print(f"    {path} {rect}: {texts}")
+        if args.sheet and check.boxed:
+            path = Path(args.sheet).with_suffix(f".{source}.png")
+            contact_sheet(check.boxed).save(path)
+            print(f"    wrote {path}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return results

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmarks.crop_text import check_crops, sample_crops
+from benchmarks.crop_text import check_crops, contact_sheet, sample_crops
 from training.data import Record
 
 LABELLED = [10.0, 10.0, 200.0, 10.0, 200.0, 60.0, 10.0, 60.0]  # one box in the top-left corner
@@ -52,4 +52,6 @@ def test_check_counts_crops_that_hold_text_the_labels_miss(tmp_path):
         assert (check.crops, check.legible) == (2, legible), check.as_dict()
         assert check.any_box >= legible and (check.any_box == 0 or unlabelled_text)
         assert len(check.read) == legible and all(texts for _, _, texts in check.read)
+        assert len(check.boxed) == check.any_box
+    assert contact_sheet(check.boxed, cell=100, columns=4).size == (400, 100)
     assert check.as_dict()["legible_share"] == 1.0
