@@ -22,7 +22,9 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from pipeline.ocr import load_rgb, make_engine, ocr_image
 from training.collections.screen import screen_rule
+from training.collections.sheets import fit
 from training.config import DataConfig, default_data_root
 from training.data import Record, load_records, text_free_crops
 
@@ -50,8 +52,7 @@ def sample_crops(records: Sequence[Record], root: str | Path, n: int, seed: int 
     found = 0
     for i in rng.permutation(len(records)):
         record = records[int(i)]
-        with Image.open(Path(root) / record.path) as img:
-            rgb = img.convert("RGB")
+        rgb = Image.fromarray(load_rgb((Path(root) / record.path).read_bytes()))  # decoded as screening does
         rects = text_free_crops(rgb.width, rgb.height, list(record.boxes) + list(record.ignore),
                                 np.random.default_rng([seed, int(i)]), cfg.crop_min_side, cfg.crop_min_area)
         if not rects:
@@ -66,8 +67,6 @@ def sample_crops(records: Sequence[Record], root: str | Path, n: int, seed: int 
 def check_crops(engine, records: Sequence[Record], root: str | Path, source: str, n: int, seed: int = 0,
                 cfg: DataConfig | None = None) -> CropCheck:
     """OCR ``n`` crops of ``source``'s text records (``engine``: ``pipeline.ocr.make_engine()``)."""
-    from pipeline.ocr import ocr_image
-
     check = CropCheck(source)
     mine = [r for r in records if r.source == source and r.label == 1 and r.boxes]
     for record, rect, crop in sample_crops(mine, root, n, seed, cfg):
@@ -91,9 +90,8 @@ def contact_sheet(boxed: Sequence, cell: int = 320, columns: int = 4) -> Image.I
     rows = (len(boxed) + columns - 1) // columns
     sheet = Image.new("RGB", (columns * cell, rows * cell), "white")
     for k, (_, _, crop, boxes) in enumerate(boxed):
-        img = Image.fromarray(crop)
-        scale = min(cell / img.width, cell / img.height)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+        img = fit(Image.fromarray(crop), cell, cell)
+        scale = img.width / crop.shape[1]
         draw = ImageDraw.Draw(img)
         for box in boxes:
             draw.polygon([(x * scale, y * scale) for x, y in zip(box[0::2], box[1::2])], outline="red", width=2)
@@ -102,8 +100,6 @@ def contact_sheet(boxed: Sequence, cell: int = 320, columns: int = 4) -> Image.I
 
 
 def main(argv=None) -> list[dict]:
-    from pipeline.ocr import make_engine
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=default_data_root(), help="data root (labels.jsonl, images/)")
     parser.add_argument("--split", default="train")

@@ -14,6 +14,12 @@ from training.data import load_records
 TILE = 240  # 5 x 240 = 1200 px wide: shown at full size by image viewers that cap the width
 
 
+def fit(img: Image.Image, width: int, height: int) -> Image.Image:
+    """``img`` scaled (up or down, aspect kept) to fit in ``width`` x ``height``."""
+    scale = min(width / img.width, height / img.height)
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+
+
 def contact_sheets(pool: str | Path, out: str | Path, sources: Iterable[str], label: int = 0, n: int = 300,
                    per_sheet: int = 20, seed: int = 0, tile: int = TILE, columns: int = 5) -> list[Path]:
     """Write ``sheet_NN.png`` files of ``n`` sampled images of ``label`` from ``sources``
@@ -32,10 +38,7 @@ def contact_sheets(pool: str | Path, out: str | Path, sources: Iterable[str], la
         draw = ImageDraw.Draw(sheet)
         for i, r in enumerate(chunk):
             with Image.open(pool / r.path) as img:
-                img = img.convert("RGB")
-                scale = min((tile - 4) / img.width, (tile - 16) / img.height)
-                img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                                 Image.Resampling.LANCZOS)
+                img = fit(img.convert("RGB"), tile - 4, tile - 16)
                 x, y = (i % columns) * tile, (i // columns) * tile
                 sheet.paste(img, (x + 2, y + 14))
             number = s + i
