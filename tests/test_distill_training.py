@@ -232,6 +232,19 @@ def test_evaluate_writes_all_plots(tiny_root, tmp_path, student_checkpoint):
     assert figures["at_best_f"]["f1"] >= max(figures["at_threshold"]["f1"], figures["at_0.5"]["f1"])
 
 
+def test_evaluate_split_all_scores_every_record_of_the_labels_file(tiny_root, tmp_path, student_checkpoint):
+    from training import evaluate
+    from training.data import load_records
+
+    figures = evaluate.main(["--checkpoint", student_checkpoint, "--root", tiny_root, "--split", "all",
+                             "--plots", str(tmp_path)])
+    records = load_records(tiny_root)
+    assert {r.split for r in records} == {"train", "dev"}
+    assert figures["n"] == len(records) > 4
+    assert figures["n_text"] == sum(r.label == 1 for r in records)
+    assert (tmp_path / f"{Path(student_checkpoint).stem}_all_eval.json").is_file()
+
+
 def test_evaluate_writes_under_runs_by_default_never_next_to_the_weights(tiny_root, tmp_path, student_checkpoint,
                                                                           monkeypatch):
     from training import evaluate

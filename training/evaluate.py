@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on a split: image-level P/R/F, the operating threshold, per source.
 
-    python -m training.evaluate --checkpoint model/weights/student.pt [--split dev]
+    python -m training.evaluate --checkpoint model/weights/student.pt [--split dev | --root POOL --split all]
         [--target_recall 0.95] [--write_threshold] [--plots DIR]
 
 The image score is the largest region probability (``model.regions.image_score``), or the
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 # Buckets of the tallest text line's height at the model's input, in pixels.
 TEXT_HEIGHT_EDGES = (6, 10, 16, 32)
+ALL_SPLITS = "all"  # --split all: every record of the labels file
 
 
 def quad_height(quad) -> float:
@@ -94,9 +95,10 @@ def evaluate_predictions(pred: dict, threshold: float | None = None, target_reca
 
 def evaluate_model(model: torch.nn.Module, data_cfg: DataConfig, split: str, batch_size: int = 32,
                    preprocess: PreprocessConfig | None = None) -> dict:
-    """``engine.predict`` on every image of ``split``, decoded exactly as the pipeline does
-    (at ``preprocess``'s input shape: pass the checkpoint's, ``preprocess_from_meta``)."""
-    dataset = TextFilterDataset.for_split(data_cfg, split, train=False,
+    """``engine.predict`` on every image of ``split`` (``"all"``: every record of the labels
+    file, e.g. a whole collections pool the model never trained on), decoded exactly as the
+    pipeline does (at ``preprocess``'s input shape: pass the checkpoint's, ``preprocess_from_meta``)."""
+    dataset = TextFilterDataset.for_split(data_cfg, None if split == ALL_SPLITS else split, train=False,
                                           **({"preprocess": preprocess} if preprocess else {}))
     if not len(dataset):
         raise ValueError(f"split {split!r} has no records under {data_cfg.root}")
@@ -154,7 +156,8 @@ def write_threshold(checkpoint: str, figures: dict, split: str) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--split", default="dev")
+    parser.add_argument("--split", default="dev",
+                        help=f"the split to score; {ALL_SPLITS!r}: every record of --labels_file (e.g. --root POOL)")
     parser.add_argument("--target_recall", type=float, default=0.95)
     parser.add_argument("--threshold", type=float, default=None,
                         help="report at this threshold instead of the one chosen for --target_recall")
