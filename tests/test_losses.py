@@ -58,9 +58,11 @@ def test_pos_weight_weights_text_regions():
 
 def test_registry_and_weighted_objective():
     assert LOSSES["hard"] is HardRegionLoss
-    assert parse_term("hard") == ("hard", 1.0) and parse_term("hard:0.25") == ("hard", 0.25)
+    assert parse_term("hard") == ("hard", 1.0, {}) and parse_term("hard:0.25") == ("hard", 0.25, {})
     with pytest.raises(ValueError, match="unknown loss"):
         build_objective(["nope:1"])
+    with pytest.raises(ValueError, match="not a number"):
+        parse_term("hard:x")
     objective = build_objective(["hard:0.5"])
     assert isinstance(objective, Objective) and not objective.needs_teacher
     labels = torch.randint(-1, 2, (2, NUM_REGIONS))
@@ -108,7 +110,29 @@ def test_image_loss_charges_the_decision_and_skips_text_that_left_every_region()
     assert logits.grad[0, 7] > 0 and logits.grad[0, 30] == 0
     with pytest.raises(ValueError, match="unknown score rule"):
         ImageScoreLoss("mean")
-    assert "image" in LOSSES and parse_term("image:0.5") == ("image", 0.5)
+    assert "image" in LOSSES and parse_term("image:0.5") == ("image", 0.5, {})
+
+
+def test_loss_options_in_the_term_reach_the_loss():
+    """``image:0.5:score_rule=max`` trains the decision the shipped rule makes (the default is
+    both_grids); a misspelt option or rule is an error when the objective is built, not later."""
+    assert parse_term("image:0.5:score_rule=max") == ("image", 0.5, {"score_rule": "max"})
+    objective = build_objective(["hard:1", "image:0.5:score_rule=max"])
+    assert objective.terms[1].score_rule == "max" and build_objective(["image"]).terms[0].score_rule == "both_grids"
+    labels = torch.zeros(2, NUM_REGIONS, dtype=torch.long)
+    labels[1, 3] = 1
+    logits = torch.full((2, NUM_REGIONS), -4.0)
+    logits[0, [2, 30]] = 1.0
+    logits[1, 3] = 2.0
+    total, parts = objective(RegionOutput(logits, torch.zeros(2, NUM_REGIONS, 8)), make_batch(labels))
+    p = torch.sigmoid(torch.tensor([1.0, 2.0]))
+    assert parts["image"] == pytest.approx(float(-(torch.log(1 - p[0]) + torch.log(p[1])) / 2), rel=1e-5)
+    with pytest.raises(ValueError, match="unexpected keyword"):
+        build_objective(["image:0.5:rule=max"])
+    with pytest.raises(ValueError, match="unknown score rule"):
+        build_objective(["image:0.5:score_rule=mean"])
+    with pytest.raises(ValueError, match="key=value"):
+        parse_term("image:0.5:max")
 
 
 def test_unlabelled_images_teach_only_the_label_free_terms():
@@ -151,5 +175,5 @@ def test_unlabelled_draws_need_a_label_free_loss():
 
 
 def test_a_list_of_terms_in_one_value_is_a_clear_error():
-    with pytest.raises(ValueError, match="weight '1.0,kd:1.0' is not a number"):
+    with pytest.raises(ValueError, match="one term per value"):
         parse_term("hard:1.0,kd:1.0")

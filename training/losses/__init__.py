@@ -31,16 +31,26 @@ def register_loss(name: str):
     return decorator
 
 
-def parse_term(spec: str) -> tuple[str, float]:
-    """``"name:weight"`` (weight defaults to 1) -> (name, weight)."""
-    name, _, weight = spec.partition(":")
+def parse_term(spec: str) -> tuple[str, float, dict[str, str]]:
+    """``"name:weight"`` (weight defaults to 1), optionally followed by the loss's own options,
+    ``"name:weight:key=value;key=value"`` (e.g. ``"image:0.5:score_rule=max"``) -> (name, weight,
+    options). Option values stay text; the loss checks them."""
+    if "," in spec:
+        raise ValueError(f"loss term {spec!r}: one term per value (--losses hard:1.0 kd:1.0)")
+    name, _, rest = spec.partition(":")
+    weight, _, option_text = rest.partition(":")
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
+    options = {}
+    for item in filter(None, option_text.split(";")):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"loss term {spec!r}: options are key=value, separated by ';'")
+        options[key] = value
     try:
-        return name, float(weight) if weight else 1.0
+        return name, float(weight) if weight else 1.0, options
     except ValueError:
-        raise ValueError(f"loss term {spec!r}: the weight {weight!r} is not a number (one term per "
-                         "value: --losses hard:1.0 kd:1.0)") from None
+        raise ValueError(f"loss term {spec!r}: the weight {weight!r} is not a number") from None
 
 
 def any_term(specs: Sequence[str], flag: str) -> bool:
@@ -72,12 +82,16 @@ class Objective(nn.Module):
 
 
 def build_objective(specs: Sequence[str], **kwargs) -> Objective:
-    """An ``Objective`` from ``"name:weight"`` specs; ``kwargs[name]`` (a dict) are the
-    constructor arguments of that loss."""
+    """An ``Objective`` from ``"name:weight[:options]"`` specs; ``kwargs[name]`` (a dict) are
+    constructor arguments of that loss (the spec's own options win)."""
     terms = []
     for spec in specs:
-        name, weight = parse_term(spec)
-        terms.append((name, weight, LOSSES[name](**kwargs.get(name, {}))))
+        name, weight, options = parse_term(spec)
+        try:
+            loss = LOSSES[name](**{**kwargs.get(name, {}), **options})
+        except TypeError as error:
+            raise ValueError(f"loss term {spec!r}: {error}") from None
+        terms.append((name, weight, loss))
     return Objective(terms)
 
 
