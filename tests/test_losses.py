@@ -135,6 +135,14 @@ def test_loss_options_in_the_term_reach_the_loss():
         parse_term("image:0.5:max")
 
 
+def test_loss_options_take_the_type_of_the_constructor_default():
+    assert build_objective(["kd:1:temperature=2"]).terms[0].temperature == 2.0
+    assert isinstance(build_objective(["kd:1:temperature=2"]).terms[0].temperature, float)
+    assert build_objective(["hard:1:pos_weight=3"]).terms[0].pos_weight == 3.0
+    with pytest.raises(ValueError, match="temperature='warm' is not a valid float"):
+        build_objective(["kd:1:temperature=warm"])
+
+
 def test_unlabelled_images_teach_only_the_label_free_terms():
     """An unlabelled image (label -1, every region IGNORE, as training.data gives it): the label
     losses take no gradient from it, the teacher's soft labels do."""

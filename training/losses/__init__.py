@@ -14,6 +14,7 @@ composes weighted terms from the config (``"hard:1.0"``, ``"kd:1.0"``, ...).
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import torch
@@ -34,7 +35,7 @@ def register_loss(name: str):
 def parse_term(spec: str) -> tuple[str, float, dict[str, str]]:
     """``"name:weight"`` (weight defaults to 1), optionally followed by the loss's own options,
     ``"name:weight:key=value;key=value"`` (e.g. ``"image:0.5:score_rule=max"``) -> (name, weight,
-    options). Option values stay text; the loss checks them."""
+    options). Option values stay text here; ``build_objective`` types them."""
     if "," in spec:
         raise ValueError(f"loss term {spec!r}: one term per value (--losses hard:1.0 kd:1.0)")
     name, _, rest = spec.partition(":")
@@ -51,6 +52,29 @@ def parse_term(spec: str) -> tuple[str, float, dict[str, str]]:
         return name, float(weight) if weight else 1.0, options
     except ValueError:
         raise ValueError(f"loss term {spec!r}: the weight {weight!r} is not a number") from None
+
+
+def typed_options(cls: type[nn.Module], options: dict[str, str], spec: str) -> dict:
+    """A term's text options as the types of the loss's constructor defaults (a default of
+    ``None`` takes a number), so ``kd:1.0:temperature=2`` gives a float, not the text "2"."""
+    params = inspect.signature(cls.__init__).parameters
+    typed = {}
+    for key, value in options.items():
+        if key not in params or key == "self":
+            known = ", ".join(k for k in params if k != "self") or "none"
+            raise ValueError(f"loss term {spec!r}: unexpected keyword {key!r}; {cls.loss_name} takes: {known}")
+        default = params[key].default
+        try:
+            if isinstance(default, bool):
+                typed[key] = {"true": True, "false": False}[value.lower()]
+            elif isinstance(default, (int, float)) or default is None:
+                typed[key] = (type(default) if default is not None else float)(value)
+            else:
+                typed[key] = value
+        except (KeyError, ValueError):
+            raise ValueError(f"loss term {spec!r}: {key}={value!r} is not a valid "
+                             f"{type(default).__name__ if default is not None else 'number'}") from None
+    return typed
 
 
 def any_term(specs: Sequence[str], flag: str) -> bool:
@@ -87,11 +111,8 @@ def build_objective(specs: Sequence[str], **kwargs) -> Objective:
     terms = []
     for spec in specs:
         name, weight, options = parse_term(spec)
-        try:
-            loss = LOSSES[name](**{**kwargs.get(name, {}), **options})
-        except TypeError as error:
-            raise ValueError(f"loss term {spec!r}: {error}") from None
-        terms.append((name, weight, loss))
+        options = typed_options(LOSSES[name], options, spec)
+        terms.append((name, weight, LOSSES[name](**{**kwargs.get(name, {}), **options})))
     return Objective(terms)
 
 
