@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from model.preprocessing import decode_image, resize_image
 from model.regions import GRIDS, region_labels, region_rects
-from training.augment import augment_geometry, rotation_matrix, transform_points
+from training.augment import LUMA, augment_geometry, photometric, rotation_matrix, transform_points
 from training.config import AugmentConfig, DataConfig, SynthConfig, default_data_root
 from training.data import (CROP, IMAGE, PATTERN, SYNTH, BalancedSampler, Item, Record, TextFilterDataset, batches,
                            load_records, samples, text_free_crops, thread_map)
@@ -123,6 +123,70 @@ def test_ignore_boxes_give_ignore_labels_after_flip(tmp_path):
     sample = make_dataset(tmp_path, [record], augment=dataclasses.replace(NO_AUG, flip_p=1.0))[Item(IMAGE, 0, 1)]
     assert sample.labels[4] == -1 and sample.labels[0] == 0  # the ignore box moved to the top-right
     assert sample.labels[20] == 1 and sample.labels[24] == 0
+
+
+# --- photometric steps ----------------------------------------------------------------------------
+
+
+def gradient_image(h=64, w=96) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (w + h - 2)], axis=2).astype(np.uint8)
+
+
+def test_photometric_is_a_no_op_that_draws_nothing_when_off():
+    img, rng = gradient_image(), np.random.default_rng(0)
+    assert photometric(img, rng, NO_AUG) is img
+    assert rng.random() == np.random.default_rng(0).random()  # the recipe's draws are untouched
+
+
+def test_colour_jitter_matches_brightness_contrast_saturation_in_turn_and_copies():
+    img = gradient_image()
+    before = img.copy()
+    cfg = dataclasses.replace(NO_AUG, colour_p=1.0, colour_strength=0.4)
+    out = photometric(img, np.random.default_rng(3), cfg)
+    np.testing.assert_array_equal(img, before)  # cached decodes are never changed in place
+    rng = np.random.default_rng(3)
+    rng.random()
+    b, c, s = rng.uniform(0.6, 1.4, size=3)
+    x = img.astype(np.float64) * b
+    m = (x @ LUMA).mean()
+    x = (x - m) * c + m
+    g = (x @ LUMA)[..., None]
+    expected = np.clip(g + (x - g) * s, 0, 255)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert np.abs(out - expected).max() <= 1.0
+    assert not np.array_equal(out, img)
+
+
+def test_grayscale_gives_equal_channels_and_blur_smooths_edges():
+    img = gradient_image()
+    grey = photometric(img, np.random.default_rng(0), dataclasses.replace(NO_AUG, gray_p=1.0))
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert abs(float(grey[..., 0].mean()) - float((img @ LUMA).mean())) < 1.0
+    edges = np.zeros((64, 96, 3), np.uint8)
+    edges[:, 48:] = 255
+    blurred = photometric(edges, np.random.default_rng(0), dataclasses.replace(NO_AUG, blur_p=1.0, max_blur_sigma=1.5))
+    assert 0 < blurred[32, 47, 0] < 255 and 0 < blurred[32, 48, 0] < 255  # the step is spread over its neighbours
+    assert blurred[32, 0, 0] == 0 and blurred[32, -1, 0] == 255
+
+
+def test_photometric_steps_keep_region_labels_on_both_sample_paths(tmp_path):
+    rect = (10, 12, 70, 50)
+    write_image(tmp_path / "a.png", (320, 240), rect, colour=(200, 40, 40))
+    record = Record("a.png", 1, [rect_box(*rect)], [], "synthetic", "train")
+    cfg = dataclasses.replace(NO_AUG, colour_p=1.0, gray_p=1.0)
+    plain = make_dataset(tmp_path, [record])[Item(IMAGE, 0, seed=1)]
+    ds = make_dataset(tmp_path, [record], augment=cfg)
+    for _ in range(2):  # decoded, then from the decode cache (which must stay in colour)
+        sample = ds[Item(IMAGE, 0, seed=1)]
+        np.testing.assert_array_equal(sample.labels, plain.labels)
+        assert (sample.image[..., 0] == sample.image[..., 2]).all()  # grey: the steps ran
+    assert ds.decoded and not (ds.decoded[0][0][..., 0] == ds.decoded[0][0][..., 2]).all()
+    # the geometric path (a zoom) runs them too, after its resize
+    zoom = make_dataset(tmp_path, [record], augment=dataclasses.replace(cfg, zoom_p=1.0))
+    assert zoom.decoded is None
+    sample = zoom[Item(IMAGE, 0, seed=2)]
+    assert min(sample.image.shape[:2]) == 256 and (sample.image[..., 0] == sample.image[..., 2]).all()
 
 
 # --- text-free crops ------------------------------------------------------------------------------

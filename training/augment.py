@@ -9,7 +9,8 @@ go through ``A`` itself. Coordinates are continuous: pixel ``(i, j)`` covers
 The last step is the pipeline's own: ``model.preprocessing.decode_image`` on JPEG
 re-encoded bytes (quality jitter) or ``model.preprocessing.resize_image`` on the image.
 Region labels are area fractions of grid cells, so they may be computed in the augmented
-image's coordinates before that resize.
+image's coordinates before that resize. Photometric steps (``photometric``: colour jitter,
+grayscale, blur) come after it, on the model's input array; they move no box.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image, resize_image
 from training.config import AugmentConfig
@@ -144,3 +145,33 @@ def to_model_input(img: Image.Image, rng: np.random.Generator | None, cfg: Augme
         lo, hi = cfg.jpeg_quality
         return decode_image(jpeg_bytes(img, rng.integers(lo, hi + 1)), preprocess)
     return resize_image(img, preprocess)
+
+
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Random colour jitter (brightness, contrast, saturation), grayscale and Gaussian blur of
+    a uint8 (H, W, 3) model input, each with its own probability. Returns a new array (the
+    input may be a cached decode) or ``image`` itself when nothing fires; draws nothing from
+    ``rng`` when every probability is 0, so recipes without these steps keep their draws."""
+    if cfg.colour_p <= 0 and cfg.gray_p <= 0 and cfg.blur_p <= 0:
+        return image
+    out = None
+    if rng.random() < cfg.colour_p:
+        # brightness b, contrast c about the mean luma, saturation s about each pixel's luma, in
+        # that order, fold into one linear map: s*c*b*x + (1 - s)*c*b*luma(x) + (1 - c)*b*mean luma.
+        b, c, s = rng.uniform(1 - cfg.colour_strength, 1 + cfg.colour_strength, size=3)
+        x = image.astype(np.float32)
+        luma = x @ LUMA
+        out = x * np.float32(s * c * b)
+        out += (luma * np.float32((1 - s) * c * b) + np.float32((1 - c) * b * luma.mean()))[..., None]
+    if rng.random() < cfg.gray_p:
+        luma = (image.astype(np.float32) if out is None else out) @ LUMA
+        out = np.repeat(luma[..., None], 3, axis=2)
+    if out is not None:
+        image = (np.clip(out, 0, 255) + 0.5).astype(np.uint8)
+    if rng.random() < cfg.blur_p:
+        sigma = rng.uniform(0.3, max(0.3, cfg.max_blur_sigma))
+        image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).filter(ImageFilter.GaussianBlur(sigma)))
+    return image

@@ -36,6 +36,14 @@ class AugmentConfig:
     min_zoom_side: float = 0.75  # smallest window side as a fraction of the image side
     jpeg_p: float = 0.5  # re-encode as JPEG (decoded by model.preprocessing.decode_image)
     jpeg_quality: tuple[int, int] = (30, 95)
+    # Photometric steps on the model's input (after the resize, so cheap; boxes unchanged):
+    # brightness, contrast and saturation each scaled by a factor in [1 - s, 1 + s]; grayscale;
+    # Gaussian blur of sigma uniform in (0.3, max_blur_sigma) pixels of the 256-pixel input.
+    colour_p: float = 0.0
+    colour_strength: float = 0.3
+    gray_p: float = 0.0
+    blur_p: float = 0.0
+    max_blur_sigma: float = 1.2
 
 
 @dataclass

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image, open_image, to_rgb, to_tensor
 from model.regions import IGNORE, NUM_REGIONS, as_polygons, region_labels
-from training.augment import augment_geometry, hflip_matrix, to_model_input, transform_boxes
+from training.augment import augment_geometry, hflip_matrix, photometric, to_model_input, transform_boxes
 from training.collections.labels import UNLABELLED
 from training.collections.manifest import REST_SUFFIX
 from training.config import DataConfig
@@ -319,11 +319,12 @@ class TextFilterDataset(Dataset):
             return Sample(image, labels, record.label, record.source, record.path, IMAGE)
         rng = np.random.default_rng(seed)
         if kind == IMAGE and self.decoded is not None and record.label != UNLABELLED:
-            return self._flipped(index, rng.random() < self.cfg.augment.flip_p)
+            sample = self._flipped(index, rng.random() < self.cfg.augment.flip_p)
+            return dataclasses.replace(sample, image=photometric(sample.image, rng, self.cfg.augment))
         img, boxes, ignore, label, source = self._base(kind, index, rng)
         img, boxes, ignore = augment_geometry(img, boxes, ignore, rng, self.cfg.augment)
         labels = labels_of(label, boxes, img.width, img.height, ignore)
-        image = to_model_input(img, rng, self.cfg.augment, self.preprocess)
+        image = photometric(to_model_input(img, rng, self.cfg.augment, self.preprocess), rng, self.cfg.augment)
         return Sample(image, labels, label, source, record.path, kind)
 
     def store_of(self, record: Record) -> ImageStore:
