@@ -386,7 +386,7 @@ def _page_renderer(**overrides) -> TextRenderer:
     fonts = find_fonts(SynthConfig().font_dirs, limit=4)
     if not fonts:
         pytest.skip("no TrueType fonts installed")
-    return TextRenderer(fonts, SynthConfig(page_share=1.0, **overrides))
+    return TextRenderer(fonts, SynthConfig(**{"page_share": 1.0, **overrides}))
 
 
 def test_pages_are_lines_of_small_text_with_a_box_each():
@@ -432,6 +432,49 @@ def test_pages_are_reproducible_from_the_seed():
     assert np.array_equal(np.asarray(a), np.asarray(b)) and boxes_a == boxes_b
     c, _ = renderer.render(background, np.random.default_rng(8))
     assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_captions_of_every_kind_are_small_text_boxed_where_the_ink_is():
+    from training.synthtext import CAPTION_KINDS
+    renderer = _page_renderer(page_share=0.0, caption_share=1.0)
+    background = Image.new("RGB", (400, 300), (128, 128, 128))
+    for kind in CAPTION_KINDS:
+        for seed in range(3):
+            img, boxes = renderer.render_caption(background, np.random.default_rng(seed), kind=kind)
+            assert np.asarray(background).std() == 0  # the cached input is untouched
+            assert len(boxes) >= 1, (kind, seed)
+            arr = np.asarray(img, dtype=int)
+            if kind == "band":  # the photo keeps its pixels; a plain band holds the text
+                assert img.width == 400 and 300 < img.height <= 300 + 0.045 * 300 * 2.2 + 1
+                top = int(np.argmax(np.abs(arr[:, 0] - 128).sum(axis=1) < 3))  # first row of the photo
+                assert (arr[top:top + 300] == 128).all()
+            else:
+                assert img.size == background.size
+            quads = np.reshape(boxes, (len(boxes), 4, 2))
+            assert (quads >= -1).all() and (quads[..., 0] <= img.width + 1).all() and (quads[..., 1] <= img.height + 1).all()
+            sides = np.sort([np.ptp(q[:, 0]) for q in quads] + [np.ptp(q[:, 1]) for q in quads])
+            assert sides[0] <= (0.14 if kind == "watermark" else 0.06) * 300  # small text (its height)
+            inside = Image.new("L", img.size, 0)
+            for q in quads:
+                ImageDraw.Draw(inside).polygon([tuple(p) for p in q], fill=255, outline=255)
+            inside = np.asarray(inside) > 0
+            for shift in (1, 2, 3):
+                inside = inside | np.roll(inside, shift, 0) | np.roll(inside, -shift, 0) \
+                    | np.roll(inside, shift, 1) | np.roll(inside, -shift, 1)
+            changed = np.abs(arr - 128).sum(axis=2) > 30
+            if kind == "band":  # ink: what differs from the band's own shade, in the band
+                band = np.ones(arr.shape[:2], bool)
+                band[top:top + 300] = False
+                shade = np.median(arr[band], axis=0)
+                changed = band & (np.abs(arr - shade).sum(axis=2) > 30)
+                assert changed.any()
+            if kind == "corner":  # a panel behind the text is part of the caption: judge only plain ones
+                changed &= ~(((arr == 255).all(axis=2)) | ((arr == 0).all(axis=2)))
+            assert (changed & ~inside).sum() <= 0.02 * max(1, changed.sum()), (kind, seed)
+            assert (region_labels(boxes, img.width, img.height) == 1).any()
+    a = renderer.render(background, np.random.default_rng(5))
+    b = renderer.render(background, np.random.default_rng(5))
+    assert np.array_equal(np.asarray(a[0]), np.asarray(b[0])) and a[1] == b[1]  # reproducible from the seed
 
 
 def test_synthetic_text_is_skipped_without_fonts(tmp_path, caplog):

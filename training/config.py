@@ -63,6 +63,10 @@ class SynthConfig:
     # screen capture; line height as a fraction of the short edge (at 256 px: 3-13 px).
     page_share: float = 0.0  # share of the synthetic draws that are pages (0 = none)
     page_line_range: tuple[float, float] = (0.012, 0.05)
+    # Credits, watermarks and date stamps (training.synthtext.render_caption): small text in a band
+    # added below or above the photo, in a corner, along a side edge, a camera's date stamp, or a
+    # large faint watermark; the text crawled photos carry most often and the students miss most.
+    caption_share: float = 0.0  # share of the synthetic draws that are captions (0 = none)
 
 
 @dataclass

@@ -6,7 +6,9 @@ as the pixels), and composited onto the photo. The recorded box of a string is i
 ink box (``font.getbbox``), like a word-level scene-text annotation.
 
 A share ``page_share`` of the draws are pages instead (``render_page``): dense lines of
-small text, the text of documents, screenshots and slides that scene-text photos lack.
+small text, the text of documents, screenshots and slides that scene-text photos lack. A share
+``caption_share`` are captions (``render_caption``): a photographer's credit in a band under the
+photo or in a corner, a credit along a side edge, a camera's date stamp, a faint watermark.
 """
 
 from __future__ import annotations
@@ -93,6 +95,37 @@ def random_word(rng: np.random.Generator) -> str:
     return "".join(letters[i] for i in rng.integers(0, len(letters), size=rng.integers(1, 10)))
 
 
+TLDS = ("com", "net", "org", "co.uk", "de", "fr", "jp", "ru", "com.au", "typepad.com", "blogspot.com")
+CAPTION_KINDS = ("band", "corner", "edge", "date", "watermark")
+CAPTION_WEIGHTS = (0.25, 0.3, 0.1, 0.15, 0.2)
+
+
+def random_name(rng: np.random.Generator) -> str:
+    """A capitalised pseudo-word, as a person's or a studio's name."""
+    letters = string.ascii_lowercase
+    word = "".join(letters[i] for i in rng.integers(0, len(letters), size=rng.integers(3, 10)))
+    return word.capitalize()
+
+
+def random_credit(rng: np.random.Generator) -> str:
+    """A photo credit, copyright line or web address, the way photos on the web carry them."""
+    name = f"{random_name(rng)} {random_name(rng)}"
+    year = int(rng.integers(1995, 2027))
+    site = f"{'www.' if rng.random() < 0.5 else ''}{random_name(rng).lower()}.{TLDS[int(rng.integers(len(TLDS)))]}"
+    templates = (f"\u00a9 {name}", f"\u00a9 {year} {name}", f"Photo: {name}", f"{name}, {year}", site,
+                 f"http://{site}", f"Copyright \u00a9 {name}. All Rights Reserved", f"\u00a9 {random_name(rng)} Images",
+                 f"{random_name(rng).upper()} PHOTOGRAPHY", f"(c) {name} {year}")
+    return templates[int(rng.integers(len(templates)))]
+
+
+def random_date(rng: np.random.Generator) -> str:
+    """A camera's date (and time) stamp."""
+    y, m, d = int(rng.integers(1998, 2027)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
+    forms = (f"{m:02d}/{d:02d}/{y}", f"{y}.{m:02d}.{d:02d}", f"'{y % 100:02d} {m} {d}", f"{d:02d}-{m:02d}-{y}",
+             f"{y}/{m:02d}/{d:02d} {int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}")
+    return forms[int(rng.integers(len(forms)))]
+
+
 def _luminance(rgb) -> float:
     r, g, b = rgb[:3]
     return 0.299 * r + 0.587 * g + 0.114 * b
@@ -134,6 +167,8 @@ class TextRenderer:
         probability ``page_share``, a page of text: ``render_page``)."""
         if self.cfg.page_share > 0 and rng.random() < self.cfg.page_share:
             return self.render_page(img, rng)
+        if self.cfg.caption_share > 0 and rng.random() < self.cfg.caption_share:
+            return self.render_caption(img, rng)
         img = img.convert("RGB")  # a copy: cached images stay untouched
         boxes: Boxes = []
         for _ in range(int(rng.integers(self.cfg.min_strings, self.cfg.max_strings + 1))):
@@ -193,6 +228,79 @@ class TextRenderer:
         small = big.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
         return small, [(np.asarray(b) * scale).tolist() for b in boxes]
 
+    def render_caption(self, img: Image.Image, rng: np.random.Generator,
+                       kind: str | None = None) -> tuple[Image.Image, Boxes]:
+        """``img`` with a caption of one ``CAPTION_KINDS`` kind (random when None) and its boxes:
+        "band": a plain band added under (or over) the photo with a credit at one or both ends
+        (the image grows by the band); "corner": a credit in a corner, plain or on a small
+        panel; "edge": a credit turned 90 degrees along the left or right edge; "date": a
+        camera's orange date stamp near the bottom right; "watermark": a large faint credit or
+        address anywhere. Text height 2-6 % of the short edge (watermarks 6-14 %)."""
+        kind = kind or CAPTION_KINDS[int(rng.choice(len(CAPTION_KINDS), p=CAPTION_WEIGHTS))]
+        img = img.convert("RGB")  # a copy: cached images stay untouched
+        short = min(img.size)
+        if kind == "band":
+            return self._caption_band(img, rng)
+        if kind == "watermark":
+            size, text, alpha = short * rng.uniform(0.06, 0.14), random_credit(rng), int(rng.integers(60, 150))
+            colour = (255, 255, 255) if rng.random() < 0.6 else (0, 0, 0)
+        elif kind == "date":
+            size, text, alpha = short * rng.uniform(0.03, 0.06), random_date(rng), int(rng.integers(200, 256))
+            colour = (255, int(rng.integers(120, 220)), int(rng.integers(0, 80)))
+        else:
+            size, text, alpha = short * rng.uniform(0.02, 0.05), random_credit(rng), int(rng.integers(170, 256))
+            colour = (255, 255, 255) if rng.random() < 0.5 else contrasting_colour(np.asarray(img), rng)
+        layer, corners = self._text_layer(text, max(6, int(size)), colour, rng, alpha=alpha, stroke_p=0.1)
+        if kind == "corner" and rng.random() < 0.35:  # on a small panel
+            panel = Image.new("RGBA", layer.size, (255, 255, 255, 255) if sum(colour) < 384 else (0, 0, 0, 255))
+            layer = Image.alpha_composite(panel, layer)
+        if kind == "edge":
+            rot, rot_size = rotation_matrix(layer.width, layer.height, 90.0 if rng.random() < 0.5 else -90.0)
+            layer, corners = warp(layer, rot, rot_size, (0, 0, 0, 0)), transform_points(corners, rot)
+        if layer.width >= img.width or layer.height >= img.height:
+            return img, []
+        margin = int(short * rng.uniform(0.0, 0.03))
+        free_x, free_y = img.width - layer.width, img.height - layer.height
+        if kind == "watermark":
+            x, y = int(rng.integers(0, free_x + 1)), int(rng.integers(0, free_y + 1))
+        elif kind == "edge":
+            x = min(margin, free_x) if rng.random() < 0.5 else max(0, free_x - margin)
+            y = int(rng.integers(0, free_y + 1))
+        else:  # a corner, the bottom right most often (dates: always)
+            right = kind == "date" or rng.random() < 0.6
+            bottom = kind == "date" or rng.random() < 0.75
+            x = max(0, free_x - margin) if right else min(margin, free_x)
+            y = max(0, free_y - margin) if bottom else min(margin, free_y)
+        img.paste(layer, (x, y), layer)
+        return img, [(corners + (x, y)).reshape(-1).tolist()]
+
+    def _caption_band(self, img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, Boxes]:
+        """A plain band under (or, a quarter of the time, over) ``img`` with a credit at its left
+        end, its right end or both."""
+        w, h = img.size
+        font = _font(self.fonts[int(rng.integers(len(self.fonts)))], max(6, int(min(w, h) * rng.uniform(0.02, 0.045))))
+        band = int(font.size * rng.uniform(1.3, 2.2))
+        shade = int(rng.integers(225, 256)) if rng.random() < 0.6 else int(rng.integers(0, 40))
+        canvas = Image.new("RGB", (w, h + band), (shade, shade, shade))
+        top = rng.random() < 0.25
+        canvas.paste(img, (0, band if top else 0))
+        draw = ImageDraw.Draw(canvas)
+        colour = contrasting_colour(np.full((1, 1, 3), shade, dtype=np.uint8), rng)
+        y = (0 if top else h) + (band - font.size) // 2
+        pad = int(band * 0.3)
+        ends = ("left", "right") if rng.random() < 0.35 else (("left",) if rng.random() < 0.5 else ("right",))
+        boxes: Boxes = []
+        for end in ends:
+            text = random_credit(rng)
+            length = font.getlength(text)
+            if length >= w / len(ends) - 2 * pad:
+                continue
+            x = pad if end == "left" else int(w - pad - length)
+            draw.text((x, y), text, font=font, fill=colour)
+            l, t, r, b = draw.textbbox((x, y), text, font=font)
+            boxes.append([l, t, r, t, r, b, l, b])
+        return canvas, boxes
+
     def _page_line(self, draw: ImageDraw.ImageDraw, boxes: Boxes, font, colour, left: int, top: int, width: int,
                    rng, full: bool) -> int:
         """One line of words at (left, top), as wide as ``width`` allows (a last line of a
@@ -212,14 +320,16 @@ class TextRenderer:
             boxes.append([l, t, r, t, r, b, l, b])
         return top + step
 
-    def _text_layer(self, text: str, size: int, colour, rng) -> tuple[Image.Image, np.ndarray]:
-        """A transparent layer with ``text`` and the 4 corners of its ink box."""
+    def _text_layer(self, text: str, size: int, colour, rng, alpha: int | None = None,
+                    stroke_p: float = 0.25) -> tuple[Image.Image, np.ndarray]:
+        """A transparent layer with ``text`` (opacity ``alpha``, random 190-255 when None; an
+        outline with probability ``stroke_p``) and the 4 corners of its ink box."""
         font = _font(self.fonts[int(rng.integers(len(self.fonts)))], size)
-        stroke = int(max(1, size // 12)) if rng.random() < 0.25 else 0
+        stroke = int(max(1, size // 12)) if rng.random() < stroke_p else 0
         left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
         pad = 2 + stroke
         layer = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, 0))
-        alpha = int(rng.integers(190, 256))
+        alpha = int(rng.integers(190, 256)) if alpha is None else alpha
         stroke_fill = tuple(255 - c for c in colour) + (alpha,)
         ImageDraw.Draw(layer).text((pad - left, pad - top), text, font=font, fill=tuple(colour) + (alpha,),
                                    stroke_width=stroke, stroke_fill=stroke_fill)
