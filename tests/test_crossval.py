@@ -3,6 +3,8 @@ and the one-cycle schedule, on tiny generated data sets (seconds)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -158,6 +160,12 @@ def test_reference_recipe_and_settings():
     _, ref_cfg, ref_data, _ = parse(build_parser(), ["--recipe", "reference_fast"])
     assert wide_cfg.model_config[0] == "channels=16,16,32,48,72,72" and wide_cfg.model_config[1:] == ref_cfg.model_config[1:]
     assert (wide_cfg.lr, wide_cfg.epochs, wide_data) == (ref_cfg.lr, ref_cfg.epochs, ref_data)
+    # captions_colour: reference_wide plus captions and colour jitter, nothing else
+    _, cap_cfg, cap_data, _ = parse(build_parser(), ["--recipe", "captions_colour"])
+    assert cap_cfg == wide_cfg
+    assert cap_data.synth.enabled and (cap_data.synth.share, cap_data.synth.caption_share, cap_data.synth.page_share) == (0.15, 1.0, 0.0)
+    assert (cap_data.augment.colour_p, cap_data.augment.gray_p, cap_data.augment.blur_p) == (0.8, 0.1, 0.0)
+    assert dataclasses.replace(cap_data, synth=wide_data.synth, augment=wide_data.augment) == wide_data
 
 
 def test_rejection_and_recall_at_operating_points():

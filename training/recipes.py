@@ -13,6 +13,10 @@ recipe it was trained with (``meta["recipe"]``).
   downsampled earlier: ~2.4 ms per image on one thread instead of ~5-7 ms).
 - ``reference_wide``: the same on ``model.student.WIDE_LAYOUT`` (48-72-72 channels in the last
   three convolutions: 104k parameters, ~1.7 ms).
+- ``captions_colour``: ``reference_wide`` plus synthetic captions on 15 % of the text draws
+  (photographers' credits, date stamps, faint watermarks: ``training.synthtext.render_caption``)
+  and colour jitter (p 0.8) / grayscale (p 0.1) on the model's input (session 20's
+  ``+wide104+caption15+colour`` row).
 - ``session6``: the data pipeline and optimiser of the students shipped until session 6 (strided
   layout, aspect kept, rotation / zoom / JPEG, text-free crops, synthetic text, AdamW + cosine,
   batches of 16); the shipped one ran it for 72 epochs, then 12 with pages.
@@ -45,6 +49,8 @@ RECIPES: dict[str, dict] = {
 # The reference recipe on the layout that fits the product's 3 ms per image (model.student.FAST_LAYOUT).
 RECIPES["reference_fast"] = {**RECIPES["reference"], "model_config": _model_config(FAST_LAYOUT)}
 RECIPES["reference_wide"] = {**RECIPES["reference"], "model_config": _model_config(WIDE_LAYOUT)}
+RECIPES["captions_colour"] = {**RECIPES["reference_wide"], "synth.enabled": True, "synth.share": 0.15,
+                              "synth.caption_share": 1.0, "augment.colour_p": 0.8, "augment.gray_p": 0.1}
 
 
 def recipe(name: str) -> dict:
