@@ -4,7 +4,6 @@ and the one-cycle schedule, on tiny generated data sets (seconds)."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from pathlib import Path
 

@@ -147,7 +147,8 @@ def to_model_input(img: Image.Image, rng: np.random.Generator | None, cfg: Augme
     return resize_image(img, preprocess)
 
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma of R, G, B
+LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:

@@ -319,8 +319,9 @@ class TextFilterDataset(Dataset):
             return Sample(image, labels, record.label, record.source, record.path, IMAGE)
         rng = np.random.default_rng(seed)
         if kind == IMAGE and self.decoded is not None and record.label != UNLABELLED:
-            sample = self._flipped(index, rng.random() < self.cfg.augment.flip_p)
-            return dataclasses.replace(sample, image=photometric(sample.image, rng, self.cfg.augment))
+            sample = self._flipped(index, rng.random() < self.cfg.augment.flip_p)  # a new Sample each call
+            sample.image = photometric(sample.image, rng, self.cfg.augment)
+            return sample
         img, boxes, ignore, label, source = self._base(kind, index, rng)
         img, boxes, ignore = augment_geometry(img, boxes, ignore, rng, self.cfg.augment)
         labels = labels_of(label, boxes, img.width, img.height, ignore)

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from training.augment import Boxes, rotation_matrix, transform_points, warp
+from training.augment import LUMA_WEIGHTS, Boxes, rotation_matrix, transform_points, warp
 from training.config import SynthConfig
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,11 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return cache[(path, size)]
 
 
+def random_letters(rng: np.random.Generator, alphabet: str, low: int, high: int) -> str:
+    """``low`` to ``high - 1`` characters drawn from ``alphabet``."""
+    return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), size=rng.integers(low, high)))
+
+
 def random_string(rng: np.random.Generator) -> str:
     kind = rng.random()
     if kind < 0.6:
@@ -80,8 +85,7 @@ def random_string(rng: np.random.Generator) -> str:
         return " ".join(words)
     if kind < 0.8:
         return str(rng.integers(0, 10 ** int(rng.integers(1, 7))))
-    alphabet = string.ascii_letters + string.digits
-    return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), size=rng.integers(3, 10)))
+    return random_letters(rng, string.ascii_letters + string.digits, 3, 10)
 
 
 def random_word(rng: np.random.Generator) -> str:
@@ -91,8 +95,7 @@ def random_word(rng: np.random.Generator) -> str:
         return WORDS[int(rng.integers(len(WORDS)))]
     if kind < 0.4:
         return str(rng.integers(0, 10 ** int(rng.integers(1, 5))))
-    letters = string.ascii_lowercase
-    return "".join(letters[i] for i in rng.integers(0, len(letters), size=rng.integers(1, 10)))
+    return random_letters(rng, string.ascii_lowercase, 1, 10)
 
 
 TLDS = ("com", "net", "org", "co.uk", "de", "fr", "jp", "ru", "com.au", "typepad.com", "blogspot.com")
@@ -102,9 +105,7 @@ CAPTION_WEIGHTS = (0.25, 0.3, 0.1, 0.15, 0.2)
 
 def random_name(rng: np.random.Generator) -> str:
     """A capitalised pseudo-word, as a person's or a studio's name."""
-    letters = string.ascii_lowercase
-    word = "".join(letters[i] for i in rng.integers(0, len(letters), size=rng.integers(3, 10)))
-    return word.capitalize()
+    return random_letters(rng, string.ascii_lowercase, 3, 10).capitalize()
 
 
 def random_credit(rng: np.random.Generator) -> str:
@@ -127,8 +128,7 @@ def random_date(rng: np.random.Generator) -> str:
 
 
 def _luminance(rgb) -> float:
-    r, g, b = rgb[:3]
-    return 0.299 * r + 0.587 * g + 0.114 * b
+    return sum(w * c for w, c in zip(LUMA_WEIGHTS, rgb[:3]))
 
 
 def contrasting_colour(background: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
