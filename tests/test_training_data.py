@@ -477,6 +477,12 @@ def test_captions_of_every_kind_are_small_text_boxed_where_the_ink_is():
     assert np.array_equal(np.asarray(a[0]), np.asarray(b[0])) and a[1] == b[1]  # reproducible from the seed
 
 
+def test_an_unknown_caption_kind_is_an_error_naming_the_known_ones():
+    renderer = _page_renderer(page_share=0.0, caption_share=1.0)
+    with pytest.raises(ValueError, match="unknown caption kind 'banner'; known: band, corner"):
+        renderer.render_caption(Image.new("RGB", (64, 48)), np.random.default_rng(0), kind="banner")
+
+
 def test_synthetic_text_is_skipped_without_fonts(tmp_path, caplog):
     assert TextRenderer.from_config(SynthConfig(font_dirs=(str(tmp_path),))) is None
     assert "no .ttf" in caplog.text

@@ -237,6 +237,8 @@ class TextRenderer:
         camera's orange date stamp near the bottom right; "watermark": a large faint credit or
         address anywhere. Text height 2-6 % of the short edge (watermarks 6-14 %)."""
         kind = kind or CAPTION_KINDS[int(rng.choice(len(CAPTION_KINDS), p=CAPTION_WEIGHTS))]
+        if kind not in CAPTION_KINDS:
+            raise ValueError(f"unknown caption kind {kind!r}; known: {', '.join(CAPTION_KINDS)}")
         img = img.convert("RGB")  # a copy: cached images stay untouched
         short = min(img.size)
         if kind == "band":
