@@ -483,6 +483,28 @@ def test_an_unknown_caption_kind_is_an_error_naming_the_known_ones():
         renderer.render_caption(Image.new("RGB", (64, 48)), np.random.default_rng(0), kind="banner")
 
 
+def test_caption_kinds_limit_the_kinds_drawn():
+    background = Image.new("RGB", (200, 150), (128, 128, 128))
+    grown = {kinds: [render.render_caption(background, np.random.default_rng(seed))[0].height > 150
+                     for seed in range(12)]
+             for kinds, render in ((("band",), _page_renderer(caption_share=1.0, caption_kinds=("band",))),
+                                   (("corner", "date"), _page_renderer(caption_share=1.0, caption_kinds=("corner", "date"))),
+                                   (None, _page_renderer(caption_share=1.0)))}
+    assert all(grown[("band",)])  # only bands: every photo grows by its band
+    assert not any(grown[("corner", "date")])  # no bands: none grows
+    assert 0 < sum(grown[None]) < 12  # all five kinds, bands among them
+
+
+def test_caption_kinds_are_checked_and_their_weights_renormalised():
+    from training.synthtext import CAPTION_WEIGHTS, caption_choice
+    kinds, p = caption_choice(("band", "date"))
+    assert kinds == ("band", "date") and np.allclose(p, np.array([0.25, 0.15]) / 0.4)
+    assert np.allclose(caption_choice(("band", "corner", "edge", "date", "watermark"))[1], CAPTION_WEIGHTS)
+    for bad in (("band", "banner"), (), ("date", "date")):
+        with pytest.raises(ValueError, match="give one or more distinct kinds of band, corner"):
+            _page_renderer(caption_share=1.0, caption_kinds=bad)
+
+
 def test_synthetic_text_is_skipped_without_fonts(tmp_path, caplog):
     assert TextRenderer.from_config(SynthConfig(font_dirs=(str(tmp_path),))) is None
     assert "no .ttf" in caplog.text

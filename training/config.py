@@ -67,6 +67,8 @@ class SynthConfig:
     # added below or above the photo, in a corner, along a side edge, a camera's date stamp, or a
     # large faint watermark; the text crawled photos carry most often and the students miss most.
     caption_share: float = 0.0  # share of the synthetic draws that are captions (0 = none)
+    # which caption kinds are drawn (training.synthtext.CAPTION_KINDS; their weights renormalised)
+    caption_kinds: tuple[str, ...] = ("band", "corner", "edge", "date", "watermark")
 
 
 @dataclass

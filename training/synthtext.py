@@ -103,6 +103,17 @@ CAPTION_KINDS = ("band", "corner", "edge", "date", "watermark")
 CAPTION_WEIGHTS = (0.25, 0.3, 0.1, 0.15, 0.2)
 
 
+def caption_choice(kinds: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:
+    """The caption kinds to draw and their probabilities (``CAPTION_WEIGHTS`` renormalised over
+    ``kinds``); an unknown or repeated kind, or none, is an error."""
+    unknown = [k for k in kinds if k not in CAPTION_KINDS]
+    if unknown or not kinds or len(set(kinds)) != len(kinds):
+        raise ValueError(f"caption kinds {tuple(kinds)!r}: give one or more distinct kinds of "
+                         f"{', '.join(CAPTION_KINDS)}")
+    weights = np.array([CAPTION_WEIGHTS[CAPTION_KINDS.index(k)] for k in kinds], dtype=float)
+    return tuple(kinds), weights / weights.sum()
+
+
 def random_name(rng: np.random.Generator) -> str:
     """A capitalised pseudo-word, as a person's or a studio's name."""
     return random_letters(rng, string.ascii_lowercase, 3, 10).capitalize()
@@ -149,6 +160,7 @@ class TextRenderer:
             raise ValueError("no fonts to draw synthetic text with")
         self.fonts = list(fonts)
         self.cfg = cfg
+        self.caption_kinds, self.caption_weights = caption_choice(cfg.caption_kinds)
 
     @classmethod
     def from_config(cls, cfg: SynthConfig) -> "TextRenderer | None":
@@ -230,13 +242,14 @@ class TextRenderer:
 
     def render_caption(self, img: Image.Image, rng: np.random.Generator,
                        kind: str | None = None) -> tuple[Image.Image, Boxes]:
-        """``img`` with a caption of one ``CAPTION_KINDS`` kind (random when None) and its boxes:
+        """``img`` with a caption of one ``CAPTION_KINDS`` kind (when None, one of the configured
+        ``caption_kinds`` drawn by their ``CAPTION_WEIGHTS``) and its boxes:
         "band": a plain band added under (or over) the photo with a credit at one or both ends
         (the image grows by the band); "corner": a credit in a corner, plain or on a small
         panel; "edge": a credit turned 90 degrees along the left or right edge; "date": a
         camera's orange date stamp near the bottom right; "watermark": a large faint credit or
         address anywhere. Text height 2-6 % of the short edge (watermarks 6-14 %)."""
-        kind = kind or CAPTION_KINDS[int(rng.choice(len(CAPTION_KINDS), p=CAPTION_WEIGHTS))]
+        kind = kind or self.caption_kinds[int(rng.choice(len(self.caption_kinds), p=self.caption_weights))]
         if kind not in CAPTION_KINDS:
             raise ValueError(f"unknown caption kind {kind!r}; known: {', '.join(CAPTION_KINDS)}")
         img = img.convert("RGB")  # a copy: cached images stay untouched
