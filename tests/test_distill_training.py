@@ -223,7 +223,11 @@ def test_train_student_front_end_still_works(tiny_root, tmp_path):
 def test_evaluate_writes_all_plots(tiny_root, tmp_path, student_checkpoint):
     from training import evaluate
 
-    figures = evaluate.main(["--checkpoint", student_checkpoint, "--root", tiny_root, "--plots", str(tmp_path)])
+    figures = evaluate.main(["--checkpoint", student_checkpoint, "--root", tiny_root, "--plots", str(tmp_path),
+                             "--threshold", "0.999", "--target_recall", "0.5"])
+    assert figures["at_threshold"]["threshold"] == 0.999
+    target = figures["at_target"]  # the operating point a threshold set on these images gives
+    assert target["threshold"] == figures["threshold_for_target"] and target["recall"] >= 0.5
     stem = Path(student_checkpoint).stem + "_dev"
     for suffix in ("pr", "scores", "per_source", "errors"):
         png = tmp_path / f"{stem}_{suffix}.png"

@@ -81,6 +81,7 @@ def evaluate_predictions(pred: dict, threshold: float | None = None, target_reca
         "target_recall": target_recall,
         "threshold_for_target": chosen,
         "at_threshold": metrics.prf_at(scores, labels, threshold),
+        "at_target": metrics.prf_at(scores, labels, chosen),  # set on these images: what a threshold could do here
         "at_0.5": metrics.prf_at(scores, labels, 0.5),
         "at_best_f": metrics.prf_at(scores, labels, metrics.threshold_for_best_f(scores, labels)),
         "average_precision": metrics.average_precision(scores, labels),
@@ -119,7 +120,8 @@ def format_report(figures: dict, title: str) -> str:
         f"(b > 0: under-confident)",
         f"  {'operating point':<28}{'thr':>8}{'P':>8}{'R':>8}{'F':>8}{'reject':>8}{'FP':>6}{'FN':>6}",
     ]
-    for name, row in (("at threshold", a), ("at 0.5", figures["at_0.5"]),
+    for name, row in (("at threshold", a), (f"at recall >= {figures['target_recall']} here", figures["at_target"]),
+                      ("at 0.5", figures["at_0.5"]),
                       ("at best F (optimistic)", figures["at_best_f"])):
         lines.append(f"  {name:<28}{row['threshold']:>8.4f}{row['precision']:>8.4f}{row['recall']:>8.4f}"
                      f"{row['f1']:>8.4f}{row['rejection']:>8.4f}{row['fp']:>6}{row['fn']:>6}")
