@@ -233,6 +233,10 @@ def test_evaluate_writes_all_plots(tiny_root, tmp_path, student_checkpoint):
         png = tmp_path / f"{stem}_{suffix}.png"
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / f"{stem}_eval.json").read_text())["n"] == figures["n"] == 4
+    saved = np.load(tmp_path / f"{stem}_scores.npz")  # per image: path, source, label, score
+    assert len(saved["paths"]) == len(saved["scores"]) == 4 and int(saved["labels"].sum()) == figures["n_text"]
+    at = figures["at_threshold"]
+    assert int(((saved["scores"] >= at["threshold"]) & (saved["labels"] == 1)).sum()) == at["tp"]
     assert figures["at_best_f"]["f1"] >= max(figures["at_threshold"]["f1"], figures["at_0.5"]["f1"])
 
 

@@ -188,7 +188,11 @@ def main(argv=None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = save_plots(pred, figures, out_dir, stem, image_root=Path(args.root))
     (out_dir / f"{stem}_eval.json").write_text(json.dumps(figures, indent=2))
-    print(f"wrote {', '.join(map(str, written))} and {out_dir / (stem + '_eval.json')}")
+    # per-image scores, to compare students image by image or on subsets (collections) later
+    np.savez_compressed(out_dir / f"{stem}_scores.npz", paths=np.asarray(pred["paths"]),
+                        sources=np.asarray(pred["sources"]), labels=np.asarray(pred["image_labels"]),
+                        scores=image_score(pred["probs"], score_rule))
+    print(f"wrote {', '.join(map(str, written))}, {out_dir / (stem + '_eval.json')} and {out_dir / (stem + '_scores.npz')}")
     if args.write_threshold:
         write_threshold(args.checkpoint, figures, args.split)
         print(f"stored threshold {figures['at_threshold']['threshold']:.4f} in {args.checkpoint}")
