@@ -219,20 +219,30 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], objective: nn.Module
     return {k: v / max(seen, 1) for k, v in sums.items()}
 
 
-@torch.no_grad()
 def predict(model: nn.Module, batches: Iterable[Batch], channels_last: bool = True) -> dict:
     """Region probabilities of every image, with its labels, source and path."""
-    model.eval()
-    device = model_device(model)
-    out: dict[str, list] = {"probs": [], "labels": [], "image_labels": [], "sources": [], "paths": []}
+    out = predict_many({"model": model}, batches, channels_last)
+    out["probs"] = out["probs"]["model"]
+    return out
+
+
+@torch.no_grad()
+def predict_many(models: dict[str, nn.Module], batches: Iterable[Batch], channels_last: bool = True) -> dict:
+    """``predict`` for several models on the same images, each batch decoded once:
+    ``out["probs"][name]`` per model, the labels, sources and paths once."""
+    for model in models.values():
+        model.eval()
+    out: dict = {"probs": {name: [] for name in models}, "labels": [], "image_labels": [], "sources": [], "paths": []}
     for batch in batches:
-        x = _model_input(batch, channels_last).to(device)
-        out["probs"].append(torch.sigmoid(model(x).logits).float().cpu().numpy())
+        x = _model_input(batch, channels_last)
+        for name, model in models.items():
+            out["probs"][name].append(torch.sigmoid(model(x.to(model_device(model))).logits).float().cpu().numpy())
         out["labels"].append(batch.labels.numpy())
         out["image_labels"].append(batch.image_labels.numpy())
         out["sources"].extend(batch.sources)
         out["paths"].extend(batch.paths)
-    for key in ("probs", "labels", "image_labels"):
+    out["probs"] = {name: np.concatenate(p) if p else np.zeros((0,)) for name, p in out["probs"].items()}
+    for key in ("labels", "image_labels"):
         out[key] = np.concatenate(out[key]) if out[key] else np.zeros((0,))
     return out
 

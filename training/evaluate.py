@@ -94,15 +94,22 @@ def evaluate_predictions(pred: dict, threshold: float | None = None, target_reca
     }
 
 
+def split_dataset(data_cfg: DataConfig, split: str, preprocess: PreprocessConfig | None = None) -> TextFilterDataset:
+    """The images of ``split`` (``"all"``: every record of the labels file) for scoring, at
+    ``preprocess``'s input shape; an empty split is an error."""
+    dataset = TextFilterDataset.for_split(data_cfg, None if split == ALL_SPLITS else split, train=False,
+                                          **({"preprocess": preprocess} if preprocess else {}))
+    if not len(dataset):
+        raise ValueError(f"split {split!r} has no records under {data_cfg.root}")
+    return dataset
+
+
 def evaluate_model(model: torch.nn.Module, data_cfg: DataConfig, split: str, batch_size: int = 32,
                    preprocess: PreprocessConfig | None = None) -> dict:
     """``engine.predict`` on every image of ``split`` (``"all"``: every record of the labels
     file, e.g. a whole collections pool the model never trained on), decoded exactly as the
     pipeline does (at ``preprocess``'s input shape: pass the checkpoint's, ``preprocess_from_meta``)."""
-    dataset = TextFilterDataset.for_split(data_cfg, None if split == ALL_SPLITS else split, train=False,
-                                          **({"preprocess": preprocess} if preprocess else {}))
-    if not len(dataset):
-        raise ValueError(f"split {split!r} has no records under {data_cfg.root}")
+    dataset = split_dataset(data_cfg, split, preprocess)
     pred = predict(model, batches(dataset, dataset.items(), batch_size))
     pred["text_heights"] = text_heights(dataset, pred["paths"])
     return pred

@@ -1,0 +1,106 @@
+"""training.select: candidates scored on a held-out pool, each batch decoded once, ranked by rejection."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from model import build_model, save_checkpoint
+from training import metrics
+from training.config import DataConfig
+from training.data import TextFilterDataset, batches
+from training.engine import predict, predict_many
+from training.select import candidate_names, main, rank_correlation, split_half_consistency
+
+
+def _pool(root):
+    """12 images of three collections: text blocks, and two kinds of plain non-text photo."""
+    (root / "images").mkdir(parents=True)
+    lines = []
+    for i in range(12):
+        source = ("blocks", "sky", "grass")[i % 3]
+        img = Image.new("RGB", (90, 60), {"blocks": (30, 30, 30), "sky": (90, 140, 230), "grass": (40, 160, 50)}[source])
+        boxes = []
+        if source == "blocks":
+            ImageDraw.Draw(img).rectangle([8, 8, 70, 30], fill=(250, 250, 250))
+            boxes = [[8, 8, 71, 8, 71, 31, 8, 31]]
+        img = Image.fromarray(np.clip(np.asarray(img, int) + 7 * i, 0, 255).astype(np.uint8))
+        img.save(root / "images" / f"{i}.png")
+        lines.append(json.dumps({"path": f"images/{i}.png", "label": int(source == "blocks"), "boxes": boxes,
+                                 "ignore": [], "source": source, "split": "train"}))
+    (root / "labels.jsonl").write_text("\n".join(lines) + "\n")
+    return str(root)
+
+
+def _students(tmp_path, n=3, **config):
+    paths = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        path = tmp_path / f"s{seed}" / "student.pt"
+        path.parent.mkdir()
+        save_checkpoint(path, build_model("student", **config), {})
+        paths.append(str(path))
+    return paths
+
+
+def test_predict_many_equals_predict_per_model(tiny_root):
+    torch.manual_seed(0)
+    models = {"a": build_model("student"), "b": build_model("student")}
+    dataset = TextFilterDataset.for_split(DataConfig(root=tiny_root), "dev", train=False)
+    together = predict_many(models, batches(dataset, dataset.items(), 3))
+    for name, model in models.items():
+        alone = predict(model, batches(dataset, dataset.items(), 3))
+        assert np.allclose(together["probs"][name], alone["probs"], atol=1e-6)
+        assert together["paths"] == alone["paths"] and (together["image_labels"] == alone["image_labels"]).all()
+
+
+def test_select_ranks_candidates_by_rejection_on_the_pool(tiny_root, tmp_path):
+    pool = _pool(tmp_path / "pool")
+    paths = _students(tmp_path)
+    out = tmp_path / "out"
+    result = main([*paths, "--root", pool, "--threshold_root", tiny_root, "--threshold_recall", "0.5",
+                   "--target_recall", "0.75", "--out", str(out)])
+    cands = result["candidates"]
+    assert sorted(cands) == ["s0", "s1", "s2"] and result["n"] == 12 and result["n_text"] == 4
+    assert result["pick"] == max(cands, key=lambda n: (cands[n]["rejection_here"], cands[n]["ap"]))
+    for name, c in cands.items():  # every figure follows from the saved per-image scores
+        saved = np.load(out / f"{name}_scores.npz")
+        s, y, src = saved["scores"], saved["labels"], saved["sources"]
+        assert len(s) == 12 and int(y.sum()) == 4
+        assert c["threshold_here"] == metrics.threshold_for_recall(s, y, 0.75)
+        assert c["rejection_here"] == pytest.approx((s[y == 0] < c["threshold_here"]).mean())
+        assert c["recall_at_threshold"] == pytest.approx((s[y == 1] >= c["threshold"]).mean())
+        assert set(c["rejection_by_source"]) == {"sky", "grass"}
+        assert c["rejection_by_source"]["sky"] == pytest.approx((s[src == "sky"] < c["threshold_here"]).mean())
+    table = (out / "select.md").read_text()
+    assert f"| {result['pick']} (pick) |" in table and "| grass | sky |" in table
+    assert json.loads((out / "select.json").read_text())["pick"] == result["pick"]
+
+
+def test_candidates_of_different_input_shapes_are_refused(tiny_root, tmp_path):
+    a = _students(tmp_path, n=1)[0]
+    b = tmp_path / "fixed.pt"
+    save_checkpoint(b, build_model("student"), {"preprocess": {"short_edge": 256, "fixed_long_edge": 341}})
+    with pytest.raises(ValueError, match="another input shape"):
+        main([a, str(b), "--root", tiny_root, "--threshold_root", tiny_root, "--out", str(tmp_path / "o")])
+
+
+def test_candidate_names_are_short_and_unique():
+    assert candidate_names(["runs/cv/ROW/dev-s0/student.pt", "runs/cv/ROW/dev-s1/student.pt"]) == ["dev-s0", "dev-s1"]
+    assert candidate_names(["shipped=model/weights/student.pt", "runs/x/dev-s0/student.pt"]) == \
+        ["shipped", "runs/x/dev-s0"]
+    assert candidate_names(["model/weights/student.pt"]) == ["weights/student"]
+    with pytest.raises(ValueError, match="not unique"):
+        candidate_names(["a=x.pt", "a=y.pt"])
+
+
+def test_split_half_consistency_says_whether_some_students_are_better_everywhere():
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    overall = {f"s{i}": {"a": 0.1 * i, "b": 0.5 + 0.1 * i, "c": 0.2 * i, "d": 0.3 + 0.05 * i} for i in range(4)}
+    assert split_half_consistency(overall) == pytest.approx(1.0)  # the better student is better everywhere
+    traded = {f"s{i}": {"a": 0.1 * i, "b": 0.9 - 0.1 * i} for i in range(4)}
+    assert split_half_consistency(traded) == pytest.approx(-1.0)  # what one collection gains, the other loses
+    assert split_half_consistency({"s0": {"a": 0.5, "b": 0.5}, "s1": {"a": 0.4, "b": 0.6}}) is None
