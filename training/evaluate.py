@@ -15,7 +15,9 @@ them), which is what soft-label distillation passes on. Plots are saved as PNGs 
 ``<name>_<split>_pr.png`` (PR curve, operating threshold
 marked), ``_scores.png`` (image-score distribution per class), ``_per_source.png``
 (recall per text source, rejection per non-text source) and ``_errors.png`` (the worst
-false positives and false negatives, their top region outlined); the figures as JSON.
+false positives and false negatives, their top region outlined); the figures as JSON and
+the per-image scores as ``_scores.npz``. With ``--threshold``, the report also gives the
+operating point a threshold set on these images for ``--target_recall`` would reach.
 """
 
 from __future__ import annotations
