@@ -32,11 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from model.preprocessing import preprocess_from_meta
 from model.registry import load_checkpoint
@@ -73,7 +75,12 @@ def score_all(models: dict[str, torch.nn.Module], data_cfg: DataConfig, split: s
               batch_size: int, score_rule: str) -> dict:
     """Image scores of every model on ``split``, the images decoded once."""
     dataset = split_dataset(data_cfg, split, preprocess)
-    pred = predict_many(models, batches(dataset, dataset.items(), batch_size))
+    with tqdm(total=len(dataset), desc=f"{split} x {len(models)} students", unit="img", file=sys.stderr) as bar:
+        def counted():
+            for batch in batches(dataset, dataset.items(), batch_size):
+                yield batch
+                bar.update(len(batch.paths))
+        pred = predict_many(models, counted())
     return {"labels": pred["image_labels"].astype(int), "sources": np.asarray(pred["sources"]),
             "paths": np.asarray(pred["paths"]),
             "scores": {name: image_score(p, score_rule) for name, p in pred["probs"].items()}}
