@@ -79,6 +79,26 @@ def test_select_ranks_candidates_by_rejection_on_the_pool(tiny_root, tmp_path):
     assert json.loads((out / "select.json").read_text())["pick"] == result["pick"]
 
 
+def test_ensembles_are_scored_beside_the_candidates_and_never_picked(tiny_root, tmp_path):
+    pool = _pool(tmp_path / "pool")
+    paths = _students(tmp_path)
+    out = tmp_path / "out"
+    result = main([*paths, "--root", pool, "--threshold_root", tiny_root, "--threshold_recall", "0.5",
+                   "--ensemble", "alone=s1", "pair=s0,s2", "--out", str(out)])
+    cands = result["candidates"]
+    assert cands["pair"]["members"] == ["s0", "s2"] and cands["pair"]["checkpoint"] is None
+    assert result["pick"] in ("s0", "s1", "s2")  # an ensemble is not a shippable student
+    alone, s1 = np.load(out / "alone_scores.npz")["scores"], np.load(out / "s1_scores.npz")["scores"]
+    assert np.allclose(alone, s1)  # the mean of one member is that member
+    pair, s0, s2 = (np.load(out / f"{n}_scores.npz")["scores"] for n in ("pair", "s0", "s2"))
+    assert (pair <= np.maximum(s0, s2) + 1e-6).all() and not np.allclose(pair, s0)  # max of a mean <= max of maxes
+    assert "| pair (mean of 2) |" in (out / "select.md").read_text()
+    with pytest.raises(ValueError, match="members must be candidates"):
+        main([*paths, "--root", pool, "--threshold_root", tiny_root, "--ensemble", "bad=s0,s9", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        main([*paths, "--root", pool, "--threshold_root", tiny_root, "--ensemble", "s0s1", "--out", str(out)])
+
+
 def test_candidates_of_different_input_shapes_are_refused(tiny_root, tmp_path):
     a = _students(tmp_path, n=1)[0]
     b = tmp_path / "fixed.pt"

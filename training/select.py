@@ -21,7 +21,8 @@ of them, and reports per candidate:
   the mean rejection of one half of the non-text collections and of the other half (near 0:
   the differences are collection-specific noise; near 1: some students are better overall).
 
-The pick is the candidate with the highest rejection at recall ``--target_recall`` on the
+``--ensemble NAME=A,B,C`` also scores the mean of candidates' region probabilities (what a
+distillation teacher made of them would pass on). The pick is the (single) candidate with the highest rejection at recall ``--target_recall`` on the
 selection set. Its figures there are no longer unseen figures: report them as selection
 figures. ``<out>/select.md`` holds the table, ``<out>/select.json`` the figures,
 ``<out>/<name>_scores.npz`` each candidate's per-image scores.
@@ -72,8 +73,9 @@ def candidate_names(specs: Sequence[str]) -> list[str]:
 
 
 def score_all(models: dict[str, torch.nn.Module], data_cfg: DataConfig, split: str, preprocess,
-              batch_size: int, score_rule: str) -> dict:
-    """Image scores of every model on ``split``, the images decoded once."""
+              batch_size: int, score_rule: str, ensembles: dict[str, Sequence[str]] | None = None) -> dict:
+    """Image scores of every model on ``split``, the images decoded once, and of every
+    ensemble (name -> member names: the mean of the members' region probabilities)."""
     dataset = split_dataset(data_cfg, split, preprocess)
     with tqdm(total=len(dataset), desc=f"{split} x {len(models)} students", unit="img", file=sys.stderr) as bar:
         def counted():
@@ -81,9 +83,12 @@ def score_all(models: dict[str, torch.nn.Module], data_cfg: DataConfig, split: s
                 yield batch
                 bar.update(len(batch.paths))
         pred = predict_many(models, counted())
+    probs = dict(pred["probs"])
+    for name, members in (ensembles or {}).items():
+        probs[name] = np.mean([pred["probs"][m] for m in members], axis=0)
     return {"labels": pred["image_labels"].astype(int), "sources": np.asarray(pred["sources"]),
             "paths": np.asarray(pred["paths"]),
-            "scores": {name: image_score(p, score_rule) for name, p in pred["probs"].items()}}
+            "scores": {name: image_score(p, score_rule) for name, p in probs.items()}}
 
 
 def nontext_rejection_by_source(scores: np.ndarray, labels: np.ndarray, sources: np.ndarray,
@@ -122,9 +127,18 @@ def split_half_consistency(by_source: dict[str, dict[str, float]]) -> float | No
 
 def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SPLITS,
            threshold_cfg: DataConfig | None = None, threshold_split: str = "dev", threshold_recall: float = 0.96,
-           target_recall: float = 0.95, score_rule: str = DEFAULT_SCORE_RULE, batch_size: int = 32) -> dict:
-    """Figures of every candidate (see the module's docstring) and the pick."""
+           target_recall: float = 0.95, score_rule: str = DEFAULT_SCORE_RULE, batch_size: int = 32,
+           ensembles: dict[str, Sequence[str]] | None = None) -> dict:
+    """Figures of every candidate (see the module's docstring) and the pick; ``ensembles``
+    (name -> candidate names) are scored too, as the mean of their members' region
+    probabilities (what a distillation teacher made of them would pass on), never picked."""
     names = candidate_names(checkpoints)
+    ensembles = dict(ensembles or {})
+    for name, members in ensembles.items():
+        unknown = [m for m in members if m not in names]
+        if unknown or not members or name in names:
+            raise ValueError(f"ensemble {name!r}: members must be candidates ({', '.join(names)}) and its name new; "
+                             f"unknown: {unknown}")
     models, preprocess = {}, None
     for name, spec in zip(names, checkpoints):
         model, meta = load_checkpoint(spec.split("=", 1)[1] if "=" in spec else spec)
@@ -134,20 +148,21 @@ def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SP
                              f"({preprocess}): compare candidates of one shape at a time")
         models[name], preprocess = model.to(memory_format=torch.channels_last), pre
     threshold_cfg = threshold_cfg or DataConfig(root=default_data_root())
-    dev = score_all(models, threshold_cfg, threshold_split, preprocess, batch_size, score_rule)
-    held = score_all(models, data_cfg, split, preprocess, batch_size, score_rule)
+    dev = score_all(models, threshold_cfg, threshold_split, preprocess, batch_size, score_rule, ensembles)
+    held = score_all(models, data_cfg, split, preprocess, batch_size, score_rule, ensembles)
     out: dict = {"split": split, "root": data_cfg.root, "n": int(len(held["labels"])),
                  "n_text": int(held["labels"].sum()), "threshold_split": threshold_split,
                  "threshold_recall": threshold_recall, "target_recall": target_recall, "score_rule": score_rule,
                  "candidates": {}}
-    for name in names:
+    for name in [*names, *ensembles]:
         d, h = dev["scores"][name], held["scores"][name]
         thr = metrics.threshold_for_recall(d, dev["labels"], threshold_recall)
         here = metrics.threshold_for_recall(h, held["labels"], target_recall)
         at_dev, at_here = metrics.prf_at(h, held["labels"], thr), metrics.prf_at(h, held["labels"], here)
         dev_at = metrics.prf_at(d, dev["labels"], thr)
         out["candidates"][name] = {
-            "checkpoint": checkpoints[names.index(name)], "threshold": thr,
+            "checkpoint": checkpoints[names.index(name)] if name in names else None,
+            "members": list(ensembles[name]) if name in ensembles else None, "threshold": thr,
             "dev": {"f1": dev_at["f1"], "recall": dev_at["recall"], "rejection": dev_at["rejection"],
                     "ap": metrics.average_precision(d, dev["labels"])},
             "ap": metrics.average_precision(h, held["labels"]),
@@ -156,7 +171,7 @@ def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SP
             "rejection_by_source": nontext_rejection_by_source(h, held["labels"], held["sources"], here),
         }
     cands = out["candidates"]
-    out["consistency"] = split_half_consistency({n: c["rejection_by_source"] for n, c in cands.items()})
+    out["consistency"] = split_half_consistency({n: cands[n]["rejection_by_source"] for n in names})
     out["pick"] = max(names, key=lambda n: (cands[n]["rejection_here"], cands[n]["ap"]))
     out["scores"] = held
     return out
@@ -173,7 +188,7 @@ def markdown(result: dict) -> str:
              f"**rejection at recall {t}** | " + " | ".join(sources) + " |",
              "|---" * (6 + len(sources)) + "|"]
     for name, c in sorted(cands.items(), key=lambda kv: -kv[1]["rejection_here"]):
-        mark = " (pick)" if name == result["pick"] else ""
+        mark = " (pick)" if name == result["pick"] else (f" (mean of {len(c['members'])})" if c.get("members") else "")
         lines.append(f"| {name}{mark} | {c['threshold']:.4f} | {c['dev']['f1']:.3f} / {c['dev']['rejection']:.3f} | "
                      f"{c['ap']:.4f} | {c['recall_at_threshold']:.3f} / {c['rejection_at_threshold']:.3f} | "
                      f"**{c['rejection_here']:.3f}** | "
@@ -199,13 +214,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--score_rule", choices=tuple(SCORE_RULES), default=DEFAULT_SCORE_RULE)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--num_threads", type=int, default=1)
+    parser.add_argument("--ensemble", nargs="*", default=[], metavar="NAME=MEMBER,MEMBER",
+                        help="also score the mean of these candidates' region probabilities (not a shippable student)")
     parser.add_argument("--out", default="runs/select")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.num_threads)
+    if any("=" not in spec for spec in args.ensemble):
+        parser.error(f"--ensemble takes NAME=MEMBER,MEMBER: got {args.ensemble}")
+    ensembles = {spec.split("=", 1)[0]: spec.split("=", 1)[1].split(",") for spec in args.ensemble}
     result = select(args.checkpoints, DataConfig(root=args.root, labels_file=args.labels_file), args.split,
                     DataConfig(root=args.threshold_root or default_data_root()), args.threshold_split,
-                    args.threshold_recall, args.target_recall, args.score_rule, args.batch_size)
+                    args.threshold_recall, args.target_recall, args.score_rule, args.batch_size, ensembles)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     held = result.pop("scores")
@@ -216,7 +236,7 @@ def main(argv=None) -> dict:
     (out / "select.md").write_text(table + "\n")
     (out / "select.json").write_text(json.dumps(result, indent=2))
     print(table)
-    print(f"pick: {result['pick']} ({result['candidates'][result['pick']]['checkpoint']}); wrote {out}/select.md, "
+    print(f"pick: {result['pick']} ({result['candidates'][result['pick']]['checkpoint']}; ensembles are never picked); wrote {out}/select.md, "
           f"select.json and the per-image scores")
     return result
 
