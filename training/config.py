@@ -46,6 +46,9 @@ class AugmentConfig:
     max_blur_sigma: float = 1.2
 
 
+CAPTION_KINDS = ("band", "corner", "edge", "date", "watermark")  # training.synthtext.render_caption's kinds
+
+
 @dataclass
 class SynthConfig:
     """Synthetic text drawn on non-text photos (boxes recorded, so labels are exact)."""
@@ -67,8 +70,8 @@ class SynthConfig:
     # added below or above the photo, in a corner, along a side edge, a camera's date stamp, or a
     # large faint watermark; the text crawled photos carry most often and the students miss most.
     caption_share: float = 0.0  # share of the synthetic draws that are captions (0 = none)
-    # which caption kinds are drawn (training.synthtext.CAPTION_KINDS; their weights renormalised)
-    caption_kinds: tuple[str, ...] = ("band", "corner", "edge", "date", "watermark")
+    # which caption kinds are drawn (CAPTION_KINDS; their weights renormalised)
+    caption_kinds: tuple[str, ...] = CAPTION_KINDS
 
 
 @dataclass

@@ -129,8 +129,8 @@ def format_report(figures: dict, title: str) -> str:
         f"(b > 0: under-confident)",
         f"  {'operating point':<28}{'thr':>8}{'P':>8}{'R':>8}{'F':>8}{'reject':>8}{'FP':>6}{'FN':>6}",
     ]
-    for name, row in (("at threshold", a), (f"at recall >= {figures['target_recall']} here", figures["at_target"]),
-                      ("at 0.5", figures["at_0.5"]),
+    here = [] if figures["at_target"] == a else [(f"at recall >= {figures['target_recall']} here", figures["at_target"])]
+    for name, row in (("at threshold", a), *here, ("at 0.5", figures["at_0.5"]),
                       ("at best F (optimistic)", figures["at_best_f"])):
         lines.append(f"  {name:<28}{row['threshold']:>8.4f}{row['precision']:>8.4f}{row['recall']:>8.4f}"
                      f"{row['f1']:>8.4f}{row['rejection']:>8.4f}{row['fp']:>6}{row['fn']:>6}")

@@ -53,12 +53,17 @@ from training.evaluate import ALL_SPLITS, split_dataset
 log = logging.getLogger("training.select")
 
 
+def candidate_path(spec: str) -> str:
+    """The checkpoint path of a ``PATH`` or ``NAME=PATH`` candidate."""
+    return spec.split("=", 1)[1] if "=" in spec else spec
+
+
 def candidate_names(specs: Sequence[str]) -> list[str]:
     """Short unique names: ``NAME=PATH`` keeps NAME; otherwise the parts of the paths that
     differ (``runs/crossval/ROW/dev-s0/student.pt`` and ``.../dev-s1/student.pt`` -> ``dev-s0``,
     ``dev-s1``; a single path: its folder and file stem)."""
-    named = [spec.split("=", 1) if "=" in spec else (None, spec) for spec in specs]
-    parts = [Path(path).parts for _, path in named]
+    given = [spec.split("=", 1)[0] if "=" in spec else None for spec in specs]
+    parts = [Path(candidate_path(spec)).parts for spec in specs]
     lead = 0
     while all(len(q) > lead + 1 for q in parts) and len({q[lead] for q in parts}) == 1 and len(parts) > 1:
         lead += 1
@@ -66,7 +71,7 @@ def candidate_names(specs: Sequence[str]) -> list[str]:
     while all(len(q) > lead + trail + 1 for q in parts) and len({q[-1 - trail] for q in parts}) == 1 and len(parts) > 1:
         trail += 1
     names = [name or ("/".join(q[lead:len(q) - trail]) if len(parts) > 1 else f"{Path(*q).parent.name}/{Path(*q).stem}")
-             for (name, _), q in zip(named, parts)]
+             for name, q in zip(given, parts)]
     if len(set(names)) != len(names):
         raise ValueError(f"candidate names are not unique: {names}; name them NAME=PATH")
     return names
@@ -141,7 +146,7 @@ def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SP
                              f"unknown: {unknown}")
     models, preprocess = {}, None
     for name, spec in zip(names, checkpoints):
-        model, meta = load_checkpoint(spec.split("=", 1)[1] if "=" in spec else spec)
+        model, meta = load_checkpoint(candidate_path(spec))
         pre = preprocess_from_meta(meta)
         if preprocess is not None and pre != preprocess:
             raise ValueError(f"{name} reads images at another input shape ({pre}) than the first candidate "
@@ -161,7 +166,7 @@ def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SP
         at_dev, at_here = metrics.prf_at(h, held["labels"], thr), metrics.prf_at(h, held["labels"], here)
         dev_at = metrics.prf_at(d, dev["labels"], thr)
         out["candidates"][name] = {
-            "checkpoint": checkpoints[names.index(name)] if name in names else None,
+            "checkpoint": dict(zip(names, checkpoints)).get(name),
             "members": list(ensembles[name]) if name in ensembles else None, "threshold": thr,
             "dev": {"f1": dev_at["f1"], "recall": dev_at["recall"], "rejection": dev_at["rejection"],
                     "ap": metrics.average_precision(d, dev["labels"])},

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from training.augment import LUMA_WEIGHTS, Boxes, rotation_matrix, transform_points, warp
-from training.config import SynthConfig
+from training.config import CAPTION_KINDS, SynthConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,6 @@ def random_word(rng: np.random.Generator) -> str:
 
 
 TLDS = ("com", "net", "org", "co.uk", "de", "fr", "jp", "ru", "com.au", "typepad.com", "blogspot.com")
-CAPTION_KINDS = ("band", "corner", "edge", "date", "watermark")
 CAPTION_WEIGHTS = (0.25, 0.3, 0.1, 0.15, 0.2)
 
 
