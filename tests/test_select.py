@@ -124,3 +124,69 @@ def test_split_half_consistency_says_whether_some_students_are_better_everywhere
     traded = {f"s{i}": {"a": 0.1 * i, "b": 0.9 - 0.1 * i} for i in range(4)}
     assert split_half_consistency(traded) == pytest.approx(-1.0)  # what one collection gains, the other loses
     assert split_half_consistency({"s0": {"a": 0.5, "b": 0.5}, "s1": {"a": 0.4, "b": 0.6}}) is None
+
+
+def _counting_predict_many(monkeypatch):
+    """Record the model names training.select actually runs (not read from the cache)."""
+    import training.select as select_module
+    ran = []
+
+    def counting(models, batches_):
+        ran.append(sorted(models))
+        return predict_many(models, batches_)
+    monkeypatch.setattr(select_module, "predict_many", counting)
+    return ran
+
+
+def test_cache_scores_only_new_candidates_and_gives_the_same_figures(tiny_root, tmp_path, monkeypatch):
+    pool = _pool(tmp_path / "pool")
+    paths = _students(tmp_path)
+    args = ["--root", pool, "--threshold_root", tiny_root, "--threshold_recall", "0.5", "--target_recall", "0.75",
+            "--cache", str(tmp_path / "cache")]
+    ran = _counting_predict_many(monkeypatch)
+    first = main([*paths[:2], *args, "--out", str(tmp_path / "a")])
+    assert ran == [["s0", "s1"], ["s0", "s1"]]  # dev, then the pool
+    ran.clear()
+    again = main([*paths, *args, "--out", str(tmp_path / "b")])
+    assert ran == [["s2"], ["s2"]]  # s0, s1 read from the cache
+    for name in ("s0", "s1"):
+        assert again["candidates"][name] == first["candidates"][name]
+        assert np.array_equal(np.load(tmp_path / "a" / f"{name}_scores.npz")["scores"],
+                              np.load(tmp_path / "b" / f"{name}_scores.npz")["scores"])
+    ran.clear()
+    uncached = main([*paths, *args[:-2], "--out", str(tmp_path / "c")])
+    assert ran == [["s0", "s1", "s2"], ["s0", "s1", "s2"]]
+    assert uncached["candidates"] == again["candidates"] and uncached["pick"] == again["pick"]
+
+
+def test_cache_keys_follow_checkpoint_and_labels_content(tiny_root, tmp_path):
+    from training.score_cache import ScoreCache
+    pool = _pool(tmp_path / "pool")
+    (ckpt,) = _students(tmp_path, n=1)
+    cache, cfg = ScoreCache(tmp_path / "cache"), DataConfig(root=pool)
+    key = cache.key(ckpt, cfg, "all", None)
+    assert cache.key(ckpt, cfg, "all", None) == key and cache.key(ckpt, cfg, "dev", None) != key
+    torch.manual_seed(7)
+    save_checkpoint(ckpt, build_model("student"), {})  # retrained in place: new weights, new key
+    assert ScoreCache(tmp_path / "cache").key(ckpt, cfg, "all", None) != key
+    key = ScoreCache(tmp_path / "cache").key(ckpt, cfg, "all", None)
+    labels = tmp_path / "pool" / "labels.jsonl"
+    labels.write_text(labels.read_text().replace('"source": "sky"', '"source": "cloud"'))
+    assert ScoreCache(tmp_path / "cache").key(ckpt, cfg, "all", None) != key
+
+
+def test_cache_entries_of_other_images_or_broken_files_are_not_used(tmp_path, caplog):
+    from training.score_cache import ScoreCache
+    cache = ScoreCache(tmp_path / "cache")
+    entry = {"probs": np.random.default_rng(0).random((3, 34)).astype(np.float32), "image_labels": np.array([1, 0, 0]),
+             "sources": np.array(["a", "b", "b"]), "paths": np.array(["x.png", "y.png", "z.png"])}
+    cache.save("k", **entry)
+    loaded = cache.load("k", ["x.png", "y.png", "z.png"])
+    assert all(np.array_equal(loaded[f], entry[f]) for f in entry)
+    assert cache.load("k", ["x.png", "z.png", "y.png"]) is None  # other order, other images
+    assert cache.load("absent", ["x.png"]) is None
+    cache.path("broken").write_bytes(b"not an npz")
+    assert cache.load("broken", ["x.png"]) is None and "unreadable" in caplog.text
+    with pytest.raises(ValueError, match="missing paths"):
+        cache.save("k2", probs=entry["probs"], image_labels=entry["image_labels"], sources=entry["sources"])
+    assert sorted(p.name for p in cache.directory.iterdir()) == ["broken.npz", "k.npz"]  # no temporary files left

@@ -25,7 +25,9 @@ of them, and reports per candidate:
 distillation teacher made of them would pass on). The pick is the (single) candidate with the highest rejection at recall ``--target_recall`` on the
 selection set. Its figures there are no longer unseen figures: report them as selection
 figures. ``<out>/select.md`` holds the table, ``<out>/select.json`` the figures,
-``<out>/<name>_scores.npz`` each candidate's per-image scores.
+``<out>/<name>_scores.npz`` each candidate's per-image scores. ``--cache DIR`` keeps every
+candidate's region probabilities (``training.score_cache``): run again with more candidates,
+only the new ones are scored.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from training.config import DataConfig, default_data_root
 from training.data import batches
 from training.engine import predict_many
 from training.evaluate import ALL_SPLITS, split_dataset
+from training.score_cache import ScoreCache
 
 log = logging.getLogger("training.select")
 
@@ -78,21 +81,37 @@ def candidate_names(specs: Sequence[str]) -> list[str]:
 
 
 def score_all(models: dict[str, torch.nn.Module], data_cfg: DataConfig, split: str, preprocess,
-              batch_size: int, score_rule: str, ensembles: dict[str, Sequence[str]] | None = None) -> dict:
+              batch_size: int, score_rule: str, ensembles: dict[str, Sequence[str]] | None = None,
+              cache: ScoreCache | None = None, checkpoints: dict[str, str] | None = None) -> dict:
     """Image scores of every model on ``split``, the images decoded once, and of every
-    ensemble (name -> member names: the mean of the members' region probabilities)."""
+    ensemble (name -> member names: the mean of the members' region probabilities). With
+    ``cache`` (and each model's checkpoint file in ``checkpoints``), models already scored on
+    these images are read from it and only the others run; their scores are added to it."""
     dataset = split_dataset(data_cfg, split, preprocess)
-    with tqdm(total=len(dataset), desc=f"{split} x {len(models)} students", unit="img", file=sys.stderr) as bar:
-        def counted():
-            for batch in batches(dataset, dataset.items(), batch_size):
-                yield batch
-                bar.update(len(batch.paths))
-        pred = predict_many(models, counted())
-    probs = dict(pred["probs"])
+    paths = [record.path for record in dataset.records]
+    keys = {name: cache.key(checkpoints[name], data_cfg, split, preprocess) for name in models} if cache else {}
+    found = {name: entry for name, key in keys.items() if (entry := cache.load(key, paths)) is not None}
+    todo = {name: model for name, model in models.items() if name not in found}
+    if found:
+        log.info("%s: %d of %d students' scores read from %s", split, len(found), len(models), cache.directory)
+    if todo:
+        with tqdm(total=len(dataset), desc=f"{split} x {len(todo)} students", unit="img", file=sys.stderr) as bar:
+            def counted():
+                for batch in batches(dataset, dataset.items(), batch_size):
+                    yield batch
+                    bar.update(len(batch.paths))
+            pred = predict_many(todo, counted())
+        for name in todo:
+            found[name] = {"probs": pred["probs"][name], "image_labels": pred["image_labels"].astype(int),
+                           "sources": np.asarray(pred["sources"]), "paths": np.asarray(pred["paths"])}
+            if cache:
+                cache.save(keys[name], **found[name])
+    first = found[next(iter(models))]
+    probs = {name: found[name]["probs"] for name in models}
     for name, members in (ensembles or {}).items():
-        probs[name] = np.mean([pred["probs"][m] for m in members], axis=0)
-    return {"labels": pred["image_labels"].astype(int), "sources": np.asarray(pred["sources"]),
-            "paths": np.asarray(pred["paths"]),
+        probs[name] = np.mean([probs[m] for m in members], axis=0)
+    return {"labels": first["image_labels"].astype(int), "sources": np.asarray(first["sources"]),
+            "paths": np.asarray(first["paths"]),
             "scores": {name: image_score(p, score_rule) for name, p in probs.items()}}
 
 
@@ -133,10 +152,11 @@ def split_half_consistency(by_source: dict[str, dict[str, float]]) -> float | No
 def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SPLITS,
            threshold_cfg: DataConfig | None = None, threshold_split: str = "dev", threshold_recall: float = 0.96,
            target_recall: float = 0.95, score_rule: str = DEFAULT_SCORE_RULE, batch_size: int = 32,
-           ensembles: dict[str, Sequence[str]] | None = None) -> dict:
+           ensembles: dict[str, Sequence[str]] | None = None, cache: ScoreCache | None = None) -> dict:
     """Figures of every candidate (see the module's docstring) and the pick; ``ensembles``
     (name -> candidate names) are scored too, as the mean of their members' region
-    probabilities (what a distillation teacher made of them would pass on), never picked."""
+    probabilities (what a distillation teacher made of them would pass on), never picked.
+    ``cache``: candidates scored before on the same images are read from it (``ScoreCache``)."""
     names = candidate_names(checkpoints)
     ensembles = dict(ensembles or {})
     for name, members in ensembles.items():
@@ -153,8 +173,9 @@ def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SP
                              f"({preprocess}): compare candidates of one shape at a time")
         models[name], preprocess = model.to(memory_format=torch.channels_last), pre
     threshold_cfg = threshold_cfg or DataConfig(root=default_data_root())
-    dev = score_all(models, threshold_cfg, threshold_split, preprocess, batch_size, score_rule, ensembles)
-    held = score_all(models, data_cfg, split, preprocess, batch_size, score_rule, ensembles)
+    files = {name: candidate_path(spec) for name, spec in zip(names, checkpoints)}
+    dev = score_all(models, threshold_cfg, threshold_split, preprocess, batch_size, score_rule, ensembles, cache, files)
+    held = score_all(models, data_cfg, split, preprocess, batch_size, score_rule, ensembles, cache, files)
     out: dict = {"split": split, "root": data_cfg.root, "n": int(len(held["labels"])),
                  "n_text": int(held["labels"].sum()), "threshold_split": threshold_split,
                  "threshold_recall": threshold_recall, "target_recall": target_recall, "score_rule": score_rule,
@@ -221,6 +242,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--num_threads", type=int, default=1)
     parser.add_argument("--ensemble", nargs="*", default=[], metavar="NAME=MEMBER,MEMBER",
                         help="also score the mean of these candidates' region probabilities (not a shippable student)")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="keep every candidate's region probabilities here and reuse them: a later run with "
+                             "more candidates scores only the new ones (entries keyed by checkpoint and labels "
+                             "file content)")
     parser.add_argument("--out", default="runs/select")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -230,7 +255,8 @@ def main(argv=None) -> dict:
     ensembles = {spec.split("=", 1)[0]: spec.split("=", 1)[1].split(",") for spec in args.ensemble}
     result = select(args.checkpoints, DataConfig(root=args.root, labels_file=args.labels_file), args.split,
                     DataConfig(root=args.threshold_root or default_data_root()), args.threshold_split,
-                    args.threshold_recall, args.target_recall, args.score_rule, args.batch_size, ensembles)
+                    args.threshold_recall, args.target_recall, args.score_rule, args.batch_size, ensembles,
+                    ScoreCache(args.cache) if args.cache else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     held = result.pop("scores")
