@@ -15,13 +15,14 @@ from training.engine import predict, predict_many
 from training.select import candidate_names, main, rank_correlation, split_half_consistency
 
 
-def _pool(root):
-    """12 images of three collections: text blocks, and two kinds of plain non-text photo."""
+def _pool(root, portrait=False):
+    """12 images of three collections: text blocks, and two kinds of plain non-text photo
+    (``portrait``: every fourth one 60x90, so batches come out grouped by shape)."""
     (root / "images").mkdir(parents=True)
     lines = []
     for i in range(12):
         source = ("blocks", "sky", "grass")[i % 3]
-        img = Image.new("RGB", (90, 60), {"blocks": (30, 30, 30), "sky": (90, 140, 230), "grass": (40, 160, 50)}[source])
+        img = Image.new("RGB", (60, 90) if portrait and i % 4 == 1 else (90, 60), {"blocks": (30, 30, 30), "sky": (90, 140, 230), "grass": (40, 160, 50)}[source])
         boxes = []
         if source == "blocks":
             ImageDraw.Draw(img).rectangle([8, 8, 70, 30], fill=(250, 250, 250))
@@ -139,7 +140,7 @@ def _counting_predict_many(monkeypatch):
 
 
 def test_cache_scores_only_new_candidates_and_gives_the_same_figures(tiny_root, tmp_path, monkeypatch):
-    pool = _pool(tmp_path / "pool")
+    pool = _pool(tmp_path / "pool", portrait=True)
     paths = _students(tmp_path)
     args = ["--root", pool, "--threshold_root", tiny_root, "--threshold_recall", "0.5", "--target_recall", "0.75",
             "--cache", str(tmp_path / "cache")]
@@ -183,7 +184,11 @@ def test_cache_entries_of_other_images_or_broken_files_are_not_used(tmp_path, ca
     cache.save("k", **entry)
     loaded = cache.load("k", ["x.png", "y.png", "z.png"])
     assert all(np.array_equal(loaded[f], entry[f]) for f in entry)
-    assert cache.load("k", ["x.png", "z.png", "y.png"]) is None  # other order, other images
+    reordered = cache.load("k", ["z.png", "x.png", "y.png"])  # rows follow the paths asked for
+    assert reordered["paths"].tolist() == ["z.png", "x.png", "y.png"]
+    assert np.array_equal(reordered["probs"], entry["probs"][[2, 0, 1]])
+    assert reordered["sources"].tolist() == ["b", "a", "b"] and reordered["image_labels"].tolist() == [0, 1, 0]
+    assert cache.load("k", ["x.png", "y.png"]) is None and cache.load("k", ["x.png", "y.png", "w.png"]) is None
     assert cache.load("absent", ["x.png"]) is None
     cache.path("broken").write_bytes(b"not an npz")
     assert cache.load("broken", ["x.png"]) is None and "unreadable" in caplog.text

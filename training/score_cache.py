@@ -60,8 +60,9 @@ class ScoreCache:
         return self.directory / f"{key}.npz"
 
     def load(self, key: str, paths: Sequence[str]) -> dict | None:
-        """The entry ``key`` (``FIELDS``) when it exists and scored exactly ``paths`` in that
-        order; otherwise None (an unreadable entry is logged and treated as absent)."""
+        """The entry ``key`` (``FIELDS``) with its rows in the order of ``paths``, when it
+        exists and scored exactly those images; otherwise None (an unreadable entry is logged
+        and treated as absent)."""
         path = self.path(key)
         if not path.is_file():
             return None
@@ -71,10 +72,11 @@ class ScoreCache:
         except (OSError, ValueError, KeyError) as e:
             log.warning("score cache entry %s unreadable (%s): scoring again", path, e)
             return None
-        if found["paths"].tolist() != list(paths):
+        try:
+            return in_order(found, paths)
+        except ValueError:
             log.warning("score cache entry %s scored other images than asked for: scoring again", path)
             return None
-        return found
 
     def save(self, key: str, **entry: np.ndarray) -> Path:
         """Write the entry ``key`` atomically (a reader never sees half a file)."""
@@ -91,3 +93,17 @@ class ScoreCache:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return self.path(key)
+
+
+def in_order(entry: dict, paths: Sequence[str]) -> dict:
+    """``entry`` (arrays with one row per image, named by ``entry["paths"]``) with its rows
+    in the order of ``paths``: batches of several input shapes come out grouped by shape, not
+    in the labels file's order. ValueError when it holds other images than ``paths``."""
+    stored = [str(p) for p in entry["paths"]]
+    if stored == list(paths):
+        return entry
+    if sorted(stored) != sorted(paths) or len(set(stored)) != len(stored):
+        raise ValueError("the entry scored other images")
+    row = {p: i for i, p in enumerate(stored)}
+    index = np.array([row[p] for p in paths], dtype=int)
+    return {name: np.asarray(value)[index] for name, value in entry.items()}

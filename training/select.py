@@ -51,7 +51,7 @@ from training.config import DataConfig, default_data_root
 from training.data import batches
 from training.engine import predict_many
 from training.evaluate import ALL_SPLITS, split_dataset
-from training.score_cache import ScoreCache
+from training.score_cache import ScoreCache, in_order
 
 log = logging.getLogger("training.select")
 
@@ -101,9 +101,9 @@ def score_all(models: dict[str, torch.nn.Module], data_cfg: DataConfig, split: s
                     yield batch
                     bar.update(len(batch.paths))
             pred = predict_many(todo, counted())
-        for name in todo:
-            found[name] = {"probs": pred["probs"][name], "image_labels": pred["image_labels"].astype(int),
-                           "sources": np.asarray(pred["sources"]), "paths": np.asarray(pred["paths"])}
+        for name in todo:  # rows in the labels file's order, whatever order the batches came in
+            found[name] = in_order({"probs": pred["probs"][name], "image_labels": pred["image_labels"].astype(int),
+                                    "sources": np.asarray(pred["sources"]), "paths": np.asarray(pred["paths"])}, paths)
             if cache:
                 cache.save(keys[name], **found[name])
     first = found[next(iter(models))]
