@@ -12,7 +12,8 @@ from training import metrics
 from training.config import DataConfig
 from training.data import TextFilterDataset, batches
 from training.engine import predict, predict_many
-from training.select import candidate_names, main, rank_correlation, split_half_consistency
+from training.select import (candidate_names, main, rank_correlation, recipe_summary, recipes_of,
+                            split_half_consistency)
 
 
 def _pool(root, portrait=False):
@@ -195,3 +196,40 @@ def test_cache_entries_of_other_images_or_broken_files_are_not_used(tmp_path, ca
     with pytest.raises(ValueError, match="missing paths"):
         cache.save("k2", probs=entry["probs"], image_labels=entry["image_labels"], sources=entry["sources"])
     assert sorted(p.name for p in cache.directory.iterdir()) == ["broken.npz", "k.npz"]  # no temporary files left
+
+
+def test_recipes_group_seeds_and_judge_them_by_the_spread_rule():
+    names = ["synth-s0", "synth-s1", "synth-s2", "plain-s0", "plain-s1", "shipped", "odd-s0"]
+    assert recipes_of(names) == {"synth": ["synth-s0", "synth-s1", "synth-s2"], "plain": ["plain-s0", "plain-s1"]}
+    assert recipes_of(names, {"ship": ["shipped", "plain-s0"]}) == {"ship": ["shipped", "plain-s0"]}
+    with pytest.raises(ValueError, match="unknown"):
+        recipes_of(names, {"x": ["nobody"]})
+    cands = {n: {"rejection_here": r, "ap": 0.9} for n, r in
+             {"synth-s0": 0.90, "synth-s1": 0.86, "synth-s2": 0.88, "plain-s0": 0.80, "plain-s1": 0.82,
+              "odd-s0": 0.5, "shipped": 0.7}.items()}
+    summary = recipe_summary(cands, recipes_of(names), baseline="plain")
+    assert summary["synth"]["n"] == 3 and summary["synth"]["rejection_here"] == pytest.approx(0.88)
+    assert summary["synth"]["rejection_spread"] == pytest.approx(0.02)
+    assert summary["synth"]["verdict"] == "+0.070 win (spread 0.020)" and summary["plain"]["verdict"] is None
+    close = dict(cands, **{"synth-s0": {"rejection_here": 0.86, "ap": 0.9}, "synth-s1": {"rejection_here": 0.78, "ap": 0.9}})
+    assert "level" in recipe_summary(close, {"synth": ["synth-s0", "synth-s1"], "plain": ["plain-s0", "plain-s1"]},
+                                     baseline="plain")["synth"]["verdict"]
+    with pytest.raises(ValueError, match="baseline"):
+        recipe_summary(cands, recipes_of(names), baseline="odd")
+
+
+def test_select_reports_recipes_and_refuses_an_unknown_baseline_before_scoring(tiny_root, tmp_path, monkeypatch):
+    pool = _pool(tmp_path / "pool")
+    paths = _students(tmp_path, n=4)
+    specs = [f"{r}-s{k}={p}" for (r, k), p in zip([("a", 0), ("a", 1), ("b", 0), ("b", 1)], paths)]
+    args = ["--root", pool, "--threshold_root", tiny_root, "--threshold_recall", "0.5", "--target_recall", "0.75"]
+    ran = _counting_predict_many(monkeypatch)
+    with pytest.raises(ValueError, match="baseline 'c'"):
+        main([*specs, *args, "--baseline", "c", "--out", str(tmp_path / "x")])
+    assert ran == []  # refused before any image was scored
+    result = main([*specs, *args, "--baseline", "a", "--out", str(tmp_path / "out")])
+    rows, cands = result["recipes"], result["candidates"]
+    assert sorted(rows) == ["a", "b"] and rows["a"]["verdict"] is None and rows["b"]["verdict"]
+    assert rows["b"]["rejection_here"] == pytest.approx((cands["b-s0"]["rejection_here"] + cands["b-s1"]["rejection_here"]) / 2)
+    table = (tmp_path / "out" / "select.md").read_text()
+    assert "| recipe | seeds | rejection at recall | AP | verdict |" in table and "| b | 2 | " in table

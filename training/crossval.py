@@ -367,8 +367,13 @@ def verdict(row: dict, base: dict, metric: str = "reject@r95") -> str:
         return "other folds"
     if min(row["n_complete_seeds"], base["n_complete_seeds"]) < 2:
         return "needs 2 seeds"
-    diff = row["mean"][metric] - base["mean"][metric]
-    margin = max(row["spread"][metric], base["spread"][metric])
+    return spread_rule(row["mean"][metric], row["spread"][metric], base["mean"][metric], base["spread"][metric])
+
+
+def spread_rule(mean: float, spread: float, base_mean: float, base_spread: float) -> str:
+    """``mean`` against ``base_mean``: a win only by more than the larger of the two seed
+    spreads (half the range over seeds), a loss only by more, level otherwise."""
+    diff, margin = mean - base_mean, max(spread, base_spread)
     word = "win" if diff > margin else "loss" if diff < -margin else "level"
     return f"{diff:+.3f} {word} (spread {margin:.3f})"
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -48,6 +49,7 @@ from model.registry import load_checkpoint
 from model.regions import DEFAULT_SCORE_RULE, SCORE_RULES, image_score
 from training import metrics
 from training.config import DataConfig, default_data_root
+from training.crossval import spread_rule
 from training.data import batches
 from training.engine import predict_many
 from training.evaluate import ALL_SPLITS, split_dataset
@@ -149,15 +151,58 @@ def split_half_consistency(by_source: dict[str, dict[str, float]]) -> float | No
     return rank_correlation(*half)
 
 
+def recipes_of(names: Sequence[str], given: dict[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """Candidates grouped by recipe: ``given`` (recipe -> candidate names), else by name with
+    the seed suffix dropped (``synth-s0``, ``synth-s1`` -> ``synth``); only groups of >= 2."""
+    if given:
+        unknown = sorted({m for members in given.values() for m in members} - set(names))
+        if unknown:
+            raise ValueError(f"--recipe members must be candidates ({', '.join(names)}); unknown: {unknown}")
+        return {recipe: list(members) for recipe, members in given.items()}
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        match = re.fullmatch(r"(.+)-s\d+", name)
+        if match:
+            groups.setdefault(match.group(1), []).append(name)
+    return {recipe: members for recipe, members in groups.items() if len(members) >= 2}
+
+
+def recipe_summary(cands: dict, recipes: dict[str, Sequence[str]], baseline: str | None = None) -> dict:
+    """Per recipe, over its candidates (seeds): mean and spread (half the range) of the
+    rejection at the target recall and of AP; with ``baseline`` (a recipe), each recipe's
+    verdict against it by the project's seed-spread rule (``crossval.spread_rule``)."""
+    out = {}
+    for recipe, members in recipes.items():
+        rej = [cands[m]["rejection_here"] for m in members]
+        ap = [cands[m]["ap"] for m in members]
+        out[recipe] = {"members": list(members), "n": len(members),
+                       "rejection_here": float(np.mean(rej)), "rejection_spread": float((max(rej) - min(rej)) / 2),
+                       "ap": float(np.mean(ap)), "ap_spread": float((max(ap) - min(ap)) / 2)}
+    if baseline is not None:
+        if baseline not in out:
+            raise ValueError(f"baseline {baseline!r} is not a recipe of >= 2 candidates ({', '.join(out) or 'none'})")
+        base = out[baseline]
+        for recipe, row in out.items():
+            row["verdict"] = None if recipe == baseline else spread_rule(
+                row["rejection_here"], row["rejection_spread"], base["rejection_here"], base["rejection_spread"])
+    return out
+
+
 def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SPLITS,
            threshold_cfg: DataConfig | None = None, threshold_split: str = "dev", threshold_recall: float = 0.96,
            target_recall: float = 0.95, score_rule: str = DEFAULT_SCORE_RULE, batch_size: int = 32,
-           ensembles: dict[str, Sequence[str]] | None = None, cache: ScoreCache | None = None) -> dict:
+           ensembles: dict[str, Sequence[str]] | None = None, cache: ScoreCache | None = None,
+           recipes: dict[str, Sequence[str]] | None = None, baseline: str | None = None) -> dict:
     """Figures of every candidate (see the module's docstring) and the pick; ``ensembles``
     (name -> candidate names) are scored too, as the mean of their members' region
     probabilities (what a distillation teacher made of them would pass on), never picked.
-    ``cache``: candidates scored before on the same images are read from it (``ScoreCache``)."""
+    ``cache``: candidates scored before on the same images are read from it (``ScoreCache``).
+    ``recipes`` (recipe -> candidate names; default: grouped by the ``-sN`` seed suffix) get a
+    mean and spread over their seeds, and with ``baseline`` a verdict against that recipe."""
     names = candidate_names(checkpoints)
+    groups = recipes_of(names, recipes)
+    if baseline is not None and baseline not in groups:
+        raise ValueError(f"baseline {baseline!r} is not a recipe of >= 2 candidates ({', '.join(groups) or 'none'})")
     ensembles = dict(ensembles or {})
     for name, members in ensembles.items():
         unknown = [m for m in members if m not in names]
@@ -198,6 +243,7 @@ def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SP
         }
     cands = out["candidates"]
     out["consistency"] = split_half_consistency({n: cands[n]["rejection_by_source"] for n in names})
+    out["recipes"] = recipe_summary(cands, groups, baseline)
     out["pick"] = max(names, key=lambda n: (cands[n]["rejection_here"], cands[n]["ap"]))
     out["scores"] = held
     return out
@@ -219,6 +265,14 @@ def markdown(result: dict) -> str:
                      f"{c['ap']:.4f} | {c['recall_at_threshold']:.3f} / {c['rejection_at_threshold']:.3f} | "
                      f"**{c['rejection_here']:.3f}** | "
                      + " | ".join(f"{c['rejection_by_source'][s]:.3f}" for s in sources) + " |")
+    if result.get("recipes"):
+        lines += ["", f"Per recipe, over its seeds (mean ± half the range): rejection at recall {t} on the selection "
+                  "set, AP" + (", and against the baseline by the seed-spread rule" if any(
+                      r.get("verdict") for r in result["recipes"].values()) else ""), "",
+                  "| recipe | seeds | rejection at recall | AP | verdict |", "|---|---|---|---|---|"]
+        for recipe, row in sorted(result["recipes"].items(), key=lambda kv: -kv[1]["rejection_here"]):
+            lines.append(f"| {recipe} | {row['n']} | {row['rejection_here']:.3f} ± {row['rejection_spread']:.3f} | "
+                         f"{row['ap']:.4f} ± {row['ap_spread']:.4f} | {row.get('verdict') or '-'} |")
     cons = result["consistency"]
     lines += ["", "Split-half consistency (rank correlation over candidates of the mean rejection of alternate "
               "halves of the collections): " + ("n/a (needs 3 candidates, 2 collections)" if cons is None
@@ -242,6 +296,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--num_threads", type=int, default=1)
     parser.add_argument("--ensemble", nargs="*", default=[], metavar="NAME=MEMBER,MEMBER",
                         help="also score the mean of these candidates' region probabilities (not a shippable student)")
+    parser.add_argument("--recipe", nargs="*", default=[], metavar="NAME=MEMBER,MEMBER",
+                        help="candidates of one recipe (seeds): mean and spread over them (default: candidates "
+                             "grouped by their -sN suffix)")
+    parser.add_argument("--baseline", default=None, help="a recipe to judge the others against (seed-spread rule)")
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="keep every candidate's region probabilities here and reuse them: a later run with "
                              "more candidates scores only the new ones (entries keyed by checkpoint and labels "
@@ -250,13 +308,15 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.num_threads)
-    if any("=" not in spec for spec in args.ensemble):
-        parser.error(f"--ensemble takes NAME=MEMBER,MEMBER: got {args.ensemble}")
-    ensembles = {spec.split("=", 1)[0]: spec.split("=", 1)[1].split(",") for spec in args.ensemble}
+    for flag, specs in (("--ensemble", args.ensemble), ("--recipe", args.recipe)):
+        if any("=" not in spec for spec in specs):
+            parser.error(f"{flag} takes NAME=MEMBER,MEMBER: got {specs}")
+    ensembles, recipes = ({spec.split("=", 1)[0]: spec.split("=", 1)[1].split(",") for spec in specs}
+                          for specs in (args.ensemble, args.recipe))
     result = select(args.checkpoints, DataConfig(root=args.root, labels_file=args.labels_file), args.split,
                     DataConfig(root=args.threshold_root or default_data_root()), args.threshold_split,
                     args.threshold_recall, args.target_recall, args.score_rule, args.batch_size, ensembles,
-                    ScoreCache(args.cache) if args.cache else None)
+                    ScoreCache(args.cache) if args.cache else None, recipes or None, args.baseline)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     held = result.pop("scores")
