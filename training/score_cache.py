@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -84,15 +83,12 @@ class ScoreCache:
         if missing:
             raise ValueError(f"a score cache entry needs {', '.join(FIELDS)}; missing {', '.join(missing)}")
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **{name: np.asarray(entry[name]) for name in FIELDS})
-            os.replace(tmp, self.path(key))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return self.path(key)
+        path = self.path(key)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # as model.registry.save_checkpoint
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **{name: np.asarray(entry[name]) for name in FIELDS})
+        os.replace(tmp, path)
+        return path
 
 
 def in_order(entry: dict, paths: Sequence[str]) -> dict:

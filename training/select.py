@@ -167,6 +167,11 @@ def recipes_of(names: Sequence[str], given: dict[str, Sequence[str]] | None = No
     return {recipe: members for recipe, members in groups.items() if len(members) >= 2}
 
 
+def check_baseline(baseline: str, recipes: dict) -> None:
+    if baseline not in recipes:
+        raise ValueError(f"baseline {baseline!r} is not a recipe of >= 2 candidates ({', '.join(recipes) or 'none'})")
+
+
 def recipe_summary(cands: dict, recipes: dict[str, Sequence[str]], baseline: str | None = None) -> dict:
     """Per recipe, over its candidates (seeds): mean and spread (half the range) of the
     rejection at the target recall and of AP; with ``baseline`` (a recipe), each recipe's
@@ -179,8 +184,7 @@ def recipe_summary(cands: dict, recipes: dict[str, Sequence[str]], baseline: str
                        "rejection_here": float(np.mean(rej)), "rejection_spread": float((max(rej) - min(rej)) / 2),
                        "ap": float(np.mean(ap)), "ap_spread": float((max(ap) - min(ap)) / 2)}
     if baseline is not None:
-        if baseline not in out:
-            raise ValueError(f"baseline {baseline!r} is not a recipe of >= 2 candidates ({', '.join(out) or 'none'})")
+        check_baseline(baseline, out)
         base = out[baseline]
         for recipe, row in out.items():
             row["verdict"] = None if recipe == baseline else spread_rule(
@@ -201,8 +205,8 @@ def select(checkpoints: Sequence[str], data_cfg: DataConfig, split: str = ALL_SP
     mean and spread over their seeds, and with ``baseline`` a verdict against that recipe."""
     names = candidate_names(checkpoints)
     groups = recipes_of(names, recipes)
-    if baseline is not None and baseline not in groups:
-        raise ValueError(f"baseline {baseline!r} is not a recipe of >= 2 candidates ({', '.join(groups) or 'none'})")
+    if baseline is not None:  # before any image is scored
+        check_baseline(baseline, groups)
     ensembles = dict(ensembles or {})
     for name, members in ensembles.items():
         unknown = [m for m in members if m not in names]
