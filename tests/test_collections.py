@@ -16,7 +16,7 @@ from tests.images import encode, gradient
 from training.collections import screen as screen_mod
 from training.collections.build import build_pool
 from training.collections.labels import LabelsWriter, read_labels
-from training.collections.manifest import Manifest, load_manifests, split_of, with_bases
+from training.collections.manifest import EVAL_ONLY_SPLIT, Manifest, load_manifests, split_of, with_bases
 from training.collections.screen import screen_entry, screen_rule, sha256
 from training.collections.summary import summary
 from training.data import load_records
@@ -170,6 +170,57 @@ def test_dropped_collections_are_left_out_unless_named(tmp_path):
     assert [m.name for m in load_manifests(tmp_path, names=["gone"])] == ["gone"]
     assert load_manifests(tmp_path, names=["gone"])[0].dropped == "watermarks"
     assert "houses-indoor" not in {m.name for m in load_manifests()}  # listing watermarks (see its manifest)
+
+
+def test_eval_only_collections_are_listed_apart_and_never_pooled_with_training_ones(collection, tmp_path):
+    d = tmp_path / "manifests"
+    d.mkdir()
+    for name, eval_only in (("trained", False), ("judged", True)):
+        (d / f"{name}.json").write_text(json.dumps(
+            {"name": name, "kind": "non_text", "repository": "o/r", "commit": "0" * 40, "include": ["*"],
+             "eval_only": eval_only}), encoding="utf-8")
+    assert [m.name for m in load_manifests(d)] == ["trained"]
+    assert [m.name for m in load_manifests(d, eval_only=True)] == ["judged"]
+    with pytest.raises(ValueError, match="cannot share a pool"):
+        build_pool(load_manifests(d, names=["trained", "judged"]), tmp_path / "pool", collection.mirror,
+                   collection.labels)
+    with pytest.raises(ValueError, match="cannot be eval_only"):
+        Manifest(name="x-rest", kind="unlabelled", repository="o/r", commit="0" * 40, include=("*",),
+                 rest_of="x", eval_only=True)
+    committed = load_manifests(eval_only=True)
+    assert {"weather", "face-masks", "clothing"} <= {m.name for m in committed}
+    assert not {m.name for m in committed} & {m.name for m in load_manifests()}
+
+
+def test_an_eval_only_pool_is_scored_but_never_trained_on(collection):
+    from training.config import DataConfig
+    from training.data import select_records, select_unlabelled
+
+    judged = Manifest(**{**collection.manifest.__dict__, "eval_only": True})
+    f = collection.files
+    write_labels(collection, [entry("imgs/small.png", f["imgs/small.png"], 0),
+                              entry("imgs/gone.png", f["imgs/gone.png"], -1)])
+    build_pool([judged], collection.pool, collection.mirror, collection.labels)
+    records = load_records(collection.pool)
+    assert [r.split for r in records] == [EVAL_ONLY_SPLIT]
+    root = collection.pool  # any labelled root: the pool itself serves
+    with pytest.raises(ValueError, match="evaluation-only collections"):
+        select_records(DataConfig(root=str(root)), "train")
+    with pytest.raises(ValueError, match="evaluation-only collections"):
+        select_records(DataConfig(root=str(root), pools=(str(root),), holdout=("tiny",)), "train")
+    with pytest.raises(ValueError, match="evaluation-only collections"):
+        select_unlabelled(DataConfig(root=str(root), unlabelled_pools=(str(root),)))
+    scored = select_records(DataConfig(root=str(root), eval_split=EVAL_ONLY_SPLIT), "eval")
+    assert [r.source for r in scored] == ["tiny"]
+
+
+def test_mirrors_whose_snapshot_keeps_repo_dot_git_are_found(collection, tmp_path):
+    from training.collections.gitsource import git_dir_of
+
+    nested = tmp_path / "nested" / "owner+tiny" / "repo"
+    nested.mkdir(parents=True)
+    collection.repo.rename(nested / ".git")
+    assert git_dir_of(tmp_path / "nested", "owner/tiny") == nested / ".git"
 
 
 def test_split_is_about_85_15_and_stable():

@@ -36,7 +36,7 @@ from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_ima
 from model.regions import IGNORE, NUM_REGIONS, as_polygons, region_labels
 from training.augment import augment_geometry, hflip_matrix, photometric, to_model_input, transform_boxes
 from training.collections.labels import UNLABELLED
-from training.collections.manifest import REST_SUFFIX
+from training.collections.manifest import EVAL_ONLY_SPLIT, REST_SUFFIX
 from training.config import DataConfig
 from training.patterns import render_pattern
 from training.synthtext import TextRenderer
@@ -76,6 +76,14 @@ def read_pools(roots: Iterable[str], labels_file: str) -> list[Record]:
             for pool in roots for r in load_records(pool, labels_file)]
 
 
+def refuse_eval_only(records: Sequence[Record], where: str) -> None:
+    """Raise when ``records`` (to be trained on) hold images of evaluation-only collections."""
+    judged = sorted({r.source for r in records if r.split == EVAL_ONLY_SPLIT})
+    if judged:
+        raise ValueError(f"{where} holds evaluation-only collections {judged} (split {EVAL_ONLY_SPLIT!r}): "
+                         "never trained on; read that pool with --eval_pools or score it with training.select")
+
+
 def in_role(cfg: DataConfig, records: Iterable[Record], role: str) -> list[Record]:
     """The ``records`` of ``role``: outside (``"train"``) / inside (``"eval"``) the held-out
     collections with ``cfg.holdout``, else those of the role's split."""
@@ -96,6 +104,8 @@ def select_records(cfg: DataConfig, role: str) -> list[Record]:
     if role not in ("train", "eval"):
         raise ValueError(f"unknown role {role!r}: use 'train' or 'eval'")
     records = load_records(cfg.root, cfg.labels_file) + read_pools(cfg.pools, cfg.labels_file)
+    if role == "train":
+        refuse_eval_only(records, f"the data root {cfg.root} or a pool of --pools {list(cfg.pools)}")
     trained = {Path(pool).resolve() for pool in cfg.pools}
     # read for training only to check the held-out names
     scored_only = read_pools([pool for pool in cfg.eval_pools if Path(pool).resolve() not in trained]
@@ -114,6 +124,7 @@ def select_unlabelled(cfg: DataConfig) -> list[Record]:
     held-out collections, with their ``-rest``, left out; else the train split). Never
     evaluated on."""
     records = read_pools(cfg.unlabelled_pools, cfg.unlabelled_file)
+    refuse_eval_only(records, f"a pool of --unlabelled_pools {list(cfg.unlabelled_pools)}")
     labelled = [r for r in records if r.label != UNLABELLED]
     if labelled:
         raise ValueError(f"{cfg.unlabelled_file} of the unlabelled pools holds {len(labelled)} records with a "

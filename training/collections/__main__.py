@@ -21,6 +21,8 @@ def main(argv=None) -> int:
         p.add_argument("--labels", default=str(LABELS_DIR), help="folder of the committed labels files")
         p.add_argument("--collections", nargs="*", default=[], help="only these collections (default: all)")
         p.add_argument("--kinds", nargs="*", default=[], choices=KINDS, help="only collections of these kinds")
+        p.add_argument("--eval_only", action="store_true",
+                       help="the evaluation-only collections (never trained on; build them into their own pool)")
         if name in ("screen", "build"):
             p.add_argument("--mirror", default=DEFAULT_MIRROR, help="folder of git directories (owner+name/repo)")
         if name == "screen":
@@ -39,7 +41,7 @@ def main(argv=None) -> int:
             p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    manifests = load_manifests(args.manifests, args.collections, args.kinds)
+    manifests = load_manifests(args.manifests, args.collections, args.kinds, args.eval_only)
     if args.command == "screen":
         from training.collections.screen import screen_collections
 

@@ -102,7 +102,7 @@ def build_collection(manifest: Manifest, out: Path, mirror, labels_dir, report: 
             sx, sy = img.width / rgb.shape[1], img.height / rgb.shape[0]
             record = {"path": stored, "label": entry["label"], "boxes": scale_boxes(entry.get("boxes", []), sx, sy),
                       "ignore": scale_boxes(entry.get("ignore", []), sx, sy), "source": name,
-                      "split": split_of(stored)}
+                      "split": split_of(stored, eval_only=manifest.eval_only)}
             (labelled if entry["label"] in (TEXT, NON_TEXT) else unlabelled).append(record)
             report.count(name, {TEXT: "text", NON_TEXT: "non_text", UNLABELLED: "unlabelled"}[entry["label"]])
 
@@ -111,6 +111,12 @@ def build_pool(manifests: Iterable[Manifest], out: str | Path, mirror: str | Pat
                labels_dir: str | Path = LABELS_DIR, short_edge: int = SHORT_EDGE, quality: int = QUALITY) -> BuildReport:
     """Build (or rebuild) the pool under ``out`` from the given collections; rewrites
     ``labels.jsonl``, ``unlabelled.jsonl`` and ``build_report.json`` there."""
+    manifests = list(manifests)
+    judged = sorted(m.name for m in manifests if m.eval_only)
+    if judged and len(judged) < len(manifests):
+        raise ValueError(f"evaluation-only collections {judged} cannot share a pool with training collections "
+                         f"{sorted(m.name for m in manifests if not m.eval_only)}: build them into their own pool "
+                         "(build --eval_only --out POOL)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report, labelled, unlabelled = BuildReport(), [], []

@@ -11,10 +11,12 @@ DEFAULT_MIRROR = "/work/.mirror"
 
 
 def git_dir_of(mirror: str | Path, repository: str) -> Path:
-    """The git directory of ``owner/name`` under a mirror folder (``owner+name/repo``), or
-    the mirror folder itself when it is that git directory."""
+    """The git directory of ``owner/name`` under a mirror folder (``owner+name/repo``, or
+    ``owner+name/repo/.git`` as some snapshots come), or the mirror folder itself when it is
+    that git directory."""
     mirror = Path(mirror)
-    for candidate in (mirror / repository.replace("/", "+") / "repo", mirror / repository.replace("/", "+"), mirror):
+    own = mirror / repository.replace("/", "+")
+    for candidate in (own / "repo", own / "repo" / ".git", own, mirror):
         if (candidate / "objects").is_dir() and (candidate / "HEAD").is_file():
             return candidate
     raise FileNotFoundError(f"no git directory of {repository} under {mirror} (fetch github:{repository})")

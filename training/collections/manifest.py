@@ -15,6 +15,12 @@ also crosses ``/``). ``cap`` keeps the files whose sha256 of the path is smalles
 sample is deterministic and does not depend on how the repository orders its folders.
 Files with identical contents (the same git blob) are kept once.
 
+``"eval_only": true`` marks a collection kept for judging students, never for training: it is
+left out of ``load_manifests`` unless asked for with ``eval_only=True`` (or named), the builder
+refuses to put it in a pool with training collections, and its records carry the split
+``EVAL_ONLY_SPLIT``, which ``training.data`` refuses to train on (such a pool is read with
+``--eval_pools`` or scored with ``training.select``).
+
 ``"rest_of": "<collection>"`` (kind ``unlabelled`` only) makes a manifest the remainder of a
 labelled collection of the same repository at the same commit: its own include / exclude
 matches minus every file that collection selects (its cap included) and every file with the
@@ -36,6 +42,7 @@ KINDS = ("non_text", "text", "unlabelled")
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 REST_SUFFIX = "-rest"  # name of a ``rest_of`` manifest: <labelled collection>-rest
+EVAL_ONLY_SPLIT = "eval-only"  # the split of every record of an ``eval_only`` collection
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class Manifest:
     notes: str = ""
     dropped: str = ""  # why the collection is not used (empty: it is)
     rest_of: str = ""  # a labelled collection of the same repository whose files are left out
+    eval_only: bool = False  # kept for judging students: never in a training pool
     # the manifest named by ``rest_of``, set by ``with_bases`` (not part of the JSON file)
     base: Optional["Manifest"] = field(default=None, repr=False, compare=False)
 
@@ -62,6 +70,9 @@ class Manifest:
         if self.rest_of:
             if self.kind != "unlabelled":
                 raise ValueError(f"collection {self.name}: rest_of is for kind unlabelled, not {self.kind!r}")
+            if self.eval_only:
+                raise ValueError(f"collection {self.name}: the rest of a collection is for training, "
+                                 "it cannot be eval_only")
             if self.name != self.rest_of + REST_SUFFIX:
                 raise ValueError(f"collection {self.name}: the rest of {self.rest_of} must be named "
                                  f"{self.rest_of + REST_SUFFIX!r} (held out with it in training)")
@@ -103,8 +114,11 @@ def path_hash(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8")).hexdigest()
 
 
-def split_of(path: str, dev_percent: int = 15) -> str:
-    """"dev" for about ``dev_percent`` % of paths (by a hash of the path), else "train"."""
+def split_of(path: str, dev_percent: int = 15, eval_only: bool = False) -> str:
+    """"dev" for about ``dev_percent`` % of paths (by a hash of the path), else "train";
+    ``EVAL_ONLY_SPLIT`` for every path of an ``eval_only`` collection."""
+    if eval_only:
+        return EVAL_ONLY_SPLIT
     return "dev" if int(path_hash(path)[:8], 16) % 100 < dev_percent else "train"
 
 
@@ -145,12 +159,14 @@ def load_manifest(path: str | Path) -> Manifest:
 
 
 def load_manifests(directory: str | Path = MANIFEST_DIR, names: Iterable[str] = (),
-                   kinds: Iterable[str] = ()) -> list[Manifest]:
+                   kinds: Iterable[str] = (), eval_only: bool = False) -> list[Manifest]:
     """The manifests under ``directory`` (by name), only ``names`` / ``kinds`` when given;
-    dropped collections only when named. Every ``rest_of`` is resolved (``with_bases``)."""
+    dropped collections only when named; without ``names``, the training collections, or with
+    ``eval_only`` the evaluation-only ones. Every ``rest_of`` is resolved (``with_bases``)."""
     names, kinds = set(names), set(kinds)
     manifests = with_bases(load_manifest(p) for p in sorted(Path(directory).glob("*.json")))
     unknown = names - {m.name for m in manifests}
     if unknown:
         raise ValueError(f"no manifest for collection(s) {', '.join(sorted(unknown))} under {directory}")
-    return [m for m in manifests if (m.name in names if names else not m.dropped) and (not kinds or m.kind in kinds)]
+    return [m for m in manifests if (m.name in names if names else not m.dropped and m.eval_only == eval_only)
+            and (not kinds or m.kind in kinds)]
