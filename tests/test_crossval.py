@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from model.registry import load_checkpoint
@@ -203,6 +204,22 @@ def test_crossval_trains_scores_and_resumes_folds(cv_root, tmp_path):
     assert summary["ref"]["pooled"]["ap"] == pytest.approx(fig["ap"])  # one source fold: pooled = that fold
     table = crossval.markdown_table(summary)
     assert table.splitlines()[2].startswith("| ref | 1 |") and "dev" in table.splitlines()[0]
+
+
+def test_crossval_fine_tunes_from_an_init_checkpoint(cv_root, tmp_path):
+    out = tmp_path / "cv"
+    common = ["--recipe", "reference", "--seeds", "0", "--folds", "a", "--out_dir", str(out), "--num_threads", "1",
+              "--num_workers", "0"]
+    crossval.main(["run", "--name", "base", *common, "--set", "epochs=1", "--extra", "--root", cv_root, *TINY])
+    base = out / "base" / "a-s0" / "student.pt"
+    # a zero learning rate leaves the initial weights as they are: they are the base's, not a fresh init
+    crossval.main(["run", "--name", "tuned", *common, "--set", "epochs=1", "lr=0", "--extra", "--root", cv_root,
+                   *TINY, "--init", str(base)])
+    start, _ = load_checkpoint(base)
+    tuned, meta = load_checkpoint(out / "tuned" / "a-s0" / "student.pt")
+    assert meta["init"] == str(base)
+    weights = [k for k, v in start.state_dict().items() if k.endswith("weight") and v.dim() == 4]
+    assert weights and all(torch.equal(start.state_dict()[k], tuned.state_dict()[k]) for k in weights)
 
 
 def test_table_keeps_the_folds_asked_for(cv_root, tmp_path, capsys):

@@ -188,7 +188,7 @@ def run_fold(name: str, recipe_name: str, settings: dict, fold: str, seed: int, 
     if not checkpoint.is_file():
         resume_from = str(directory / "last.pt") if (directory / "last.pt").is_file() else None
         frozen = load_frozen(teacher_files, channels_last=train_cfg.channels_last) if teacher_files else None
-        train(train_cfg, data_cfg, out=str(checkpoint), resume_from=resume_from, teacher=frozen,
+        train(train_cfg, data_cfg, out=str(checkpoint), resume_from=resume_from, teacher=frozen, init=args.init,
               stage="distill" if frozen is not None else "hard",
               meta_extra={"recipe": recipe_name, "settings": settings, "fold": fold, "teacher": teacher_file})
     seconds = time.perf_counter() - start

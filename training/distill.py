@@ -82,7 +82,6 @@ def main(argv=None) -> None:
     parser.add_argument("--teacher", nargs="+", default=["model/weights/teacher.pt"],
                         help="teacher checkpoint; several: their ensemble, soft labels = mean region probabilities "
                              "(e.g. students of three seeds, model.ensemble)")
-    parser.add_argument("--init", default=None, help="checkpoint whose weights start the student (e.g. runs/distill/ab.pt)")
     args, train_cfg, data_cfg, resume_from = parse(parser, argv)
     stage = STAGES[args.stage]
     if args.stage == "kd" and not args.init and not resume_from:

@@ -39,6 +39,9 @@ def build_parser(description: str = __doc__, **defaults) -> argparse.ArgumentPar
     add_config_args(parser, TrainConfig)
     add_config_args(parser, DataConfig)
     parser.add_argument("--out", default=None, help="path of the final checkpoint (e.g. model/weights/student.pt)")
+    parser.add_argument("--init", default=None,
+                        help="checkpoint whose weights start the run, with a fresh schedule (fine-tuning; "
+                             "e.g. the AB-pretrained student of training.distill)")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="continue from a training checkpoint (default: <out_dir>/last.pt)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default=None,
@@ -84,7 +87,7 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> tuple[argparse.Namespac
 
 def main(argv=None) -> None:
     args, train_cfg, data_cfg, resume_from = parse(build_parser(), argv)
-    train(train_cfg, data_cfg, out=args.out, resume_from=resume_from, stage="hard",
+    train(train_cfg, data_cfg, out=args.out, resume_from=resume_from, init=args.init, stage="hard",
           meta_extra={"recipe": args.recipe} if args.recipe else None)
 
 
