@@ -1,0 +1,67 @@
+"""Session 23: students on the evaluation-only collections (never trained on, /work/pool-new:
+weather, face-masks, clothing, sr-benchmarks*), beside the labelled pool (/work/pool-unl).
+
+Usage: PYTHONPATH=. python docs/select/session23_newpool.py runs/select23a runs/select23n
+(two training.select --out folders: the pool, then the evaluation-only pool, same candidates).
+
+Per candidate: non-text of the new collections rejected (a) at the candidate's own dev
+threshold (recall 0.96 on dev: the product's rule), (b) at the threshold for recall 0.95 on
+every text image of both pools (free of the dev threshold's noise); recall of both pools' text
+at the dev threshold; per recipe (name before -sN; shipped counts as wide104) the mean ± half
+the range over seeds. The text-line strips of ocrd-documents are left out of the text unless
+--keep_lines."""
+import collections
+import json
+import sys
+
+import numpy as np
+
+from training import metrics
+
+
+LINES = "/linegt/"  # ocrd-documents' single-line strips (session23_subsets.py): left out unless --keep_lines
+
+
+def load(folder, name, keep_lines=True):
+    z = np.load(f"{folder}/{name}_scores.npz")
+    keep = np.ones(len(z["scores"]), bool) if keep_lines else np.char.find(z["paths"].astype(str), LINES) < 0
+    return z["scores"][keep], z["labels"][keep], z["sources"][keep]
+
+
+def main(unl_dir, new_dir, keep_lines=False):
+    cands = json.load(open(f"{new_dir}/select.json"))["candidates"]
+    rows, groups = [], collections.defaultdict(list)
+    for name, c in cands.items():
+        su, yu, _ = load(unl_dir, name, keep_lines)
+        sn, yn, srcn = load(new_dir, name)
+        t_dev = c["threshold"]
+        text = np.concatenate([su[yu == 1], sn[yn == 1]])
+        t95 = metrics.threshold_for_recall(np.concatenate([text, sn[yn == 0]]),
+                                           np.concatenate([np.ones(len(text)), np.zeros((yn == 0).sum())]), 0.95)
+        neg = sn[yn == 0]
+        row = {"name": name, "rej_dev": float((neg < t_dev).mean()), "rej95": float((neg < t95).mean()),
+               "recall_dev": float((text >= t_dev).mean()),
+               "by_source": {s: float((sn[(yn == 0) & (srcn == s)] < t_dev).mean()) for s in sorted(set(srcn))}}
+        rows.append(row)
+        key = name.rsplit("-s", 1)[0] if "-s" in name and name.rsplit("-s", 1)[1].isdigit() else name
+        groups["wide104" if name == "shipped" else key].append(row)
+    srcs = sorted(rows[0]["by_source"])
+    print("| candidate | new non-text rejected at dev threshold | at recall 0.95 on both pools' text | text recall at dev threshold | "
+          + " | ".join(srcs) + " |")
+    print("|---" * (4 + len(srcs)) + "|")
+    for r in rows:
+        print(f"| {r['name']} | {r['rej_dev']:.3f} | {r['rej95']:.3f} | {r['recall_dev']:.3f} | "
+              + " | ".join(f"{r['by_source'][s]:.3f}" for s in srcs) + " |")
+    print()
+    print("| recipe | n | rejected at dev threshold | rejected at recall 0.95 | text recall at dev threshold |")
+    print("|---|---|---|---|---|")
+    for key, rs in groups.items():
+        cells = []
+        for k in ("rej_dev", "rej95", "recall_dev"):
+            v = [r[k] for r in rs]
+            cells.append(f"{np.mean(v):.3f} ± {(max(v) - min(v)) / 2:.3f}" if len(v) > 1 else f"{v[0]:.3f}")
+        print(f"| {key} | {len(rs)} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3], keep_lines="--keep_lines" in sys.argv)
