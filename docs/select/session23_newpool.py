@@ -11,7 +11,9 @@ at the dev threshold; per recipe (name before -sN; shipped counts as wide104) th
 the range over seeds. The text-line strips of ocrd-documents are left out of the text unless
 --keep_lines."""
 import collections
+import re
 import json
+import os
 import sys
 
 import numpy as np
@@ -20,6 +22,15 @@ from training import metrics
 
 
 LINES = "/linegt/"  # ocrd-documents' single-line strips (session23_subsets.py): left out unless --keep_lines
+
+
+def recipe_of(name):
+    """The recipe of a candidate: the name before -sN (seed) or -bBASE (a base's soup or fine-tune);
+    the shipped student is one of wide104's."""
+    if name == "shipped":
+        return "wide104"
+    m = re.match(r"^(.*)-(s\d+|b(?:shipped|s\d+))$", name)
+    return m.group(1) if m else name
 
 
 def load(folder, name, keep_lines=True):
@@ -32,19 +43,21 @@ def main(unl_dir, new_dir, keep_lines=False):
     cands = json.load(open(f"{new_dir}/select.json"))["candidates"]
     rows, groups = [], collections.defaultdict(list)
     for name, c in cands.items():
-        su, yu, _ = load(unl_dir, name, keep_lines)
         sn, yn, srcn = load(new_dir, name)
+        # a candidate trained on the pool (not in unl_dir) is judged on the new collections' text alone
+        seen = not os.path.exists(f"{unl_dir}/{name}_scores.npz")
+        su, yu, _ = (sn[:0], yn[:0], None) if seen else load(unl_dir, name, keep_lines)
         t_dev = c["threshold"]
         text = np.concatenate([su[yu == 1], sn[yn == 1]])
         t95 = metrics.threshold_for_recall(np.concatenate([text, sn[yn == 0]]),
                                            np.concatenate([np.ones(len(text)), np.zeros((yn == 0).sum())]), 0.95)
         neg = sn[yn == 0]
-        row = {"name": name, "rej_dev": float((neg < t_dev).mean()), "rej95": float((neg < t95).mean()),
+        row = {"name": name + (" (pool-trained: new text only)" if seen else ""), "rej_dev": float((neg < t_dev).mean()), "rej95": float((neg < t95).mean()),
                "recall_dev": float((text >= t_dev).mean()),
                "by_source": {s: float((sn[(yn == 0) & (srcn == s)] < t_dev).mean()) for s in sorted(set(srcn))}}
         rows.append(row)
-        key = name.rsplit("-s", 1)[0] if "-s" in name and name.rsplit("-s", 1)[1].isdigit() else name
-        groups["wide104" if name == "shipped" else key].append(row)
+        key = recipe_of(name)
+        groups[key].append(row)
     srcs = sorted(rows[0]["by_source"])
     print("| candidate | new non-text rejected at dev threshold | at recall 0.95 on both pools' text | text recall at dev threshold | "
           + " | ".join(srcs) + " |")

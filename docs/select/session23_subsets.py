@@ -5,6 +5,7 @@ threshold for every student).
 
 Usage: PYTHONPATH=. python docs/select/session23_subsets.py runs/select23p [--keep_lines]"""
 import collections
+import re
 import glob
 import sys
 
@@ -14,6 +15,15 @@ from training import metrics
 
 SIX = {"autnt-nontext", "dtd-textures", "sign-digits", "mattermost-ui", "ocrd-documents", "sroie-receipts"}
 LINES = "/linegt/"
+
+
+def recipe_of(name):
+    """The recipe of a candidate: the name before -sN (seed) or -bBASE (a base's soup or fine-tune);
+    the shipped student is one of wide104's."""
+    if name == "shipped":
+        return "wide104"
+    m = re.match(r"^(.*)-(s\d+|b(?:shipped|s\d+))$", name)
+    return m.group(1) if m else name
 
 
 def fig(s, y):
@@ -29,8 +39,8 @@ def main(folder, keep_lines=False):
         keep = np.ones(len(z["scores"]), bool) if keep_lines else ~np.char.find(z["paths"].astype(str), LINES).__ge__(0)
         s, y, src = z["scores"][keep], z["labels"][keep], z["sources"][keep]
         six = np.isin(src, list(SIX))
-        key = name.rsplit("-s", 1)[0] if "-s" in name and name.rsplit("-s", 1)[1].isdigit() else name
-        groups["wide104" if name == "shipped" else key].append(
+        key = recipe_of(name)
+        groups[key].append(
             [fig(s, y), fig(s[six], y[six]), fig(s[~six], y[~six])])
     print("| recipe | n | all: rej@r95 | AP | 6 collections: rej@r95 | AP | 7 collections: rej@r95 | AP |")
     print("|---|---|---|---|---|---|---|---|")
