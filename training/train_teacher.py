@@ -28,7 +28,7 @@ TEACHER_DEFAULTS = dict(model="teacher", model_config=("width=0.25",), lr=3e-3, 
 
 def main(argv=None) -> None:
     args, train_cfg, data_cfg, resume_from = parse(build_parser(__doc__, **TEACHER_DEFAULTS), argv)
-    train(train_cfg, data_cfg, out=args.out, resume_from=resume_from, stage="teacher")
+    train(train_cfg, data_cfg, out=args.out, resume_from=resume_from, init=args.init, stage="teacher")
 
 
 if __name__ == "__main__":

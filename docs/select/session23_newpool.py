@@ -11,31 +11,19 @@ at the dev threshold; per recipe (name before -sN; shipped counts as wide104) th
 the range over seeds. The text-line strips of ocrd-documents are left out of the text unless
 --keep_lines."""
 import collections
-import re
 import json
 import os
 import sys
 
 import numpy as np
 
+from session23_subsets import kept, recipe_of  # this script's folder is on sys.path when it runs
 from training import metrics
-
-
-LINES = "/linegt/"  # ocrd-documents' single-line strips (session23_subsets.py): left out unless --keep_lines
-
-
-def recipe_of(name):
-    """The recipe of a candidate: the name before -sN (seed) or -bBASE (a base's soup or fine-tune);
-    the shipped student is one of wide104's."""
-    if name == "shipped":
-        return "wide104"
-    m = re.match(r"^(.*)-(s\d+|b(?:shipped|s\d+))$", name)
-    return m.group(1) if m else name
 
 
 def load(folder, name, keep_lines=True):
     z = np.load(f"{folder}/{name}_scores.npz")
-    keep = np.ones(len(z["scores"]), bool) if keep_lines else np.char.find(z["paths"].astype(str), LINES) < 0
+    keep = kept(z, keep_lines)
     return z["scores"][keep], z["labels"][keep], z["sources"][keep]
 
 
@@ -52,12 +40,12 @@ def main(unl_dir, new_dir, keep_lines=False):
         t95 = metrics.threshold_for_recall(np.concatenate([text, sn[yn == 0]]),
                                            np.concatenate([np.ones(len(text)), np.zeros((yn == 0).sum())]), 0.95)
         neg = sn[yn == 0]
-        row = {"name": name + (" (pool-trained: new text only)" if seen else ""), "rej_dev": float((neg < t_dev).mean()), "rej95": float((neg < t95).mean()),
+        row = {"name": name + (" (pool-trained: new text only)" if seen else ""),
+               "rej_dev": float((neg < t_dev).mean()), "rej95": float((neg < t95).mean()),
                "recall_dev": float((text >= t_dev).mean()),
                "by_source": {s: float((sn[(yn == 0) & (srcn == s)] < t_dev).mean()) for s in sorted(set(srcn))}}
         rows.append(row)
-        key = recipe_of(name)
-        groups[key].append(row)
+        groups[recipe_of(name)].append(row)
     srcs = sorted(rows[0]["by_source"])
     print("| candidate | new non-text rejected at dev threshold | at recall 0.95 on both pools' text | text recall at dev threshold | "
           + " | ".join(srcs) + " |")

@@ -5,8 +5,8 @@ threshold for every student).
 
 Usage: PYTHONPATH=. python docs/select/session23_subsets.py runs/select23p [--keep_lines]"""
 import collections
-import re
 import glob
+import re
 import sys
 
 import numpy as np
@@ -14,7 +14,12 @@ import numpy as np
 from training import metrics
 
 SIX = {"autnt-nontext", "dtd-textures", "sign-digits", "mattermost-ui", "ocrd-documents", "sroie-receipts"}
-LINES = "/linegt/"
+LINES = "/linegt/"  # the text-line strips' folder
+
+
+def kept(z, keep_lines=False):
+    """Which rows of a training.select score file to use: all, or all but the text-line strips."""
+    return np.ones(len(z["scores"]), bool) if keep_lines else np.char.find(z["paths"].astype(str), LINES) < 0
 
 
 def recipe_of(name):
@@ -36,12 +41,10 @@ def main(folder, keep_lines=False):
     for f in sorted(glob.glob(f"{folder}/*_scores.npz")):
         name = f.split("/")[-1][:-len("_scores.npz")]
         z = np.load(f)
-        keep = np.ones(len(z["scores"]), bool) if keep_lines else ~np.char.find(z["paths"].astype(str), LINES).__ge__(0)
+        keep = kept(z, keep_lines)
         s, y, src = z["scores"][keep], z["labels"][keep], z["sources"][keep]
         six = np.isin(src, list(SIX))
-        key = recipe_of(name)
-        groups[key].append(
-            [fig(s, y), fig(s[six], y[six]), fig(s[~six], y[~six])])
+        groups[recipe_of(name)].append([fig(s, y), fig(s[six], y[six]), fig(s[~six], y[~six])])
     print("| recipe | n | all: rej@r95 | AP | 6 collections: rej@r95 | AP | 7 collections: rej@r95 | AP |")
     print("|---|---|---|---|---|---|---|---|")
     for key, rows in groups.items():

@@ -24,7 +24,7 @@ from model.preprocessing import ImageDecodeError
 from pipeline.ocr import load_rgb
 from training.collections.gitsource import DEFAULT_MIRROR, GitSource, git_dir_of
 from training.collections.labels import LABELS_DIR, NON_TEXT, TEXT, UNLABELLED, labels_path, read_labels
-from training.collections.manifest import Manifest, split_of
+from training.collections.manifest import EVAL_ONLY_SPLIT, Manifest, split_of
 from training.collections.screen import sha256
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def build_collection(manifest: Manifest, out: Path, mirror, labels_dir, report: 
             sx, sy = img.width / rgb.shape[1], img.height / rgb.shape[0]
             record = {"path": stored, "label": entry["label"], "boxes": scale_boxes(entry.get("boxes", []), sx, sy),
                       "ignore": scale_boxes(entry.get("ignore", []), sx, sy), "source": name,
-                      "split": split_of(stored, eval_only=manifest.eval_only)}
+                      "split": EVAL_ONLY_SPLIT if manifest.eval_only else split_of(stored)}
             (labelled if entry["label"] in (TEXT, NON_TEXT) else unlabelled).append(record)
             report.count(name, {TEXT: "text", NON_TEXT: "non_text", UNLABELLED: "unlabelled"}[entry["label"]])
 

@@ -114,11 +114,8 @@ def path_hash(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8")).hexdigest()
 
 
-def split_of(path: str, dev_percent: int = 15, eval_only: bool = False) -> str:
-    """"dev" for about ``dev_percent`` % of paths (by a hash of the path), else "train";
-    ``EVAL_ONLY_SPLIT`` for every path of an ``eval_only`` collection."""
-    if eval_only:
-        return EVAL_ONLY_SPLIT
+def split_of(path: str, dev_percent: int = 15) -> str:
+    """"dev" for about ``dev_percent`` % of paths (by a hash of the path), else "train"."""
     return "dev" if int(path_hash(path)[:8], 16) % 100 < dev_percent else "train"
 
 
