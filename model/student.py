@@ -17,6 +17,12 @@ which; the shipped student, since session 15, is ``WIDE_LAYOUT``):
 - ``WIDE_LAYOUT``: ``FAST_LAYOUT`` with 48-72-72 channels in convolutions 4-6 instead of
   32-64-64: 104k parameters (the product's limit is 110k), ONNX ~1.7 ms instead of ~1.5 ms
   (issue 17's "channel layout" row; MODEL.md, session 14).
+
+``context="mean"`` (any layout): every region's features also carry the sixth convolution's
+output averaged over the whole image, so a region's verdict can depend on what kind of
+picture it is in (a strand of hair in a portrait, a print on a shirt) as well as on its own
+patch, whose receptive field is ~69 px of a 256x341 input. It widens the mapping FC only:
+``WIDE_CONTEXT_LAYOUT`` has 108,785 parameters and the same convolutions (MODEL.md, session 24).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class StudentConfig:
     dropout: float = 0.0
     pool_after: tuple[int, ...] = ()  # 1-based convolutions followed by a 2x2 max-pool
     shared_mapper: bool = False  # one mapping FC for both grids (needs equal channels in conv 5 and 6)
+    context: str = ""  # "mean": each region also sees conv 6's output averaged over the image
 
 
 REFERENCE_LAYOUT = dict(channels=(16, 16, 32, 32, 64, 64), strides=(2, 1, 1, 1, 1, 1), pool_after=(2, 4),
@@ -52,6 +59,9 @@ FAST_LAYOUT = dict(channels=(16, 16, 32, 32, 64, 64), strides=(2, 1, 2, 1, 1, 2)
                    shared_mapper=True)
 # FAST_LAYOUT widened where the region features are made (104,177 parameters).
 WIDE_LAYOUT = {**FAST_LAYOUT, "channels": (16, 16, 32, 48, 72, 72)}
+# WIDE_LAYOUT whose regions see the whole image's mean features too (108,785 parameters).
+WIDE_CONTEXT_LAYOUT = {**WIDE_LAYOUT, "context": "mean"}
+CONTEXTS = ("", "mean")
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int, pool: bool = False) -> nn.Sequential:
@@ -71,21 +81,30 @@ class Student(nn.Module):
             raise ValueError("the student has exactly six convolution layers")
         if any(not 1 <= i <= 5 for i in config.pool_after):
             raise ValueError(f"pool_after {config.pool_after}: max-pools may follow convolutions 1 to 5")
+        if config.context not in CONTEXTS:
+            raise ValueError(f"context {config.context!r}: use one of {CONTEXTS}")
         self.config = config
         chans = (3, *config.channels)
         self.layers = nn.ModuleList(
             conv_bn_relu(chans[i], chans[i + 1], config.strides[i], pool=i + 1 in config.pool_after)
             for i in range(6)
         )
-        self.head = RegionHead(config.channels[-2:], config.embed_dim, config.dropout, config.shared_mapper)
+        extra = config.channels[-1] if config.context else 0
+        self.head = RegionHead([c + extra for c in config.channels[-2:]], config.embed_dim, config.dropout,
+                               config.shared_mapper)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Region feature maps: [(B, C5, 5, 5), (B, C6, 3, 3)]."""
+        """Region feature maps: [(B, C5, 5, 5), (B, C6, 3, 3)] (with ``context``, C6 more
+        channels each: the image's mean features, the same in every region)."""
         for layer in self.layers[:5]:
             x = layer(x)
         fifth = x
         sixth = self.layers[5](fifth)
-        return [adaptive_pool(f, g, self.config.pool) for f, g in zip((fifth, sixth), GRIDS)]
+        maps = [adaptive_pool(f, g, self.config.pool) for f, g in zip((fifth, sixth), GRIDS)]
+        if self.config.context:
+            mean = sixth.mean(dim=(2, 3), keepdim=True)
+            maps = [torch.cat([m, mean.expand(-1, -1, g, g)], dim=1) for m, g in zip(maps, GRIDS)]
+        return maps
 
     def forward_head(self, region_maps: list[torch.Tensor]) -> RegionOutput:
         return self.head(region_maps)

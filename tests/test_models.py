@@ -6,7 +6,7 @@ from model import build_model
 from model.preprocessing import to_tensor
 from model.regions import NUM_REGIONS
 from model.registry import load_checkpoint, save_checkpoint
-from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, WIDE_LAYOUT
+from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, WIDE_CONTEXT_LAYOUT, WIDE_LAYOUT
 
 
 def n_params(m):
@@ -48,6 +48,25 @@ def test_wide_layout_is_the_fast_layout_widened_within_the_limit():
     assert [t.shape[1] for t in w] == [72, 72] and [t.shape[2:] for t in w] == [t.shape[2:] for t in f]
 
 
+def test_context_lets_every_region_see_the_whole_image_within_the_limit():
+    torch.manual_seed(0)
+    wide, ctx = build_model("student", **WIDE_LAYOUT).eval(), build_model("student", **WIDE_CONTEXT_LAYOUT).eval()
+    assert n_params(ctx) == 108_785 <= 110_000  # only the shared mapping FC is wider
+    assert [m.in_features for m in ctx.head.mappers] == [144, 144]
+    x = torch.randn(1, 3, 256, 341)
+    far = x.clone()
+    far[..., -48:, -48:] = 3.0  # change only the bottom-right corner
+    with torch.no_grad():
+        assert torch.equal(wide(x).logits[:, 0], wide(far).logits[:, 0])  # top-left region: out of reach
+        assert not torch.allclose(ctx(x).logits[:, 0], ctx(far).logits[:, 0])  # the image's mean moved
+        feats = ctx.forward_features(x)
+    # the context channels are the same vector in every region of both grids
+    assert torch.equal(feats[0][:, 72:, 0, 0], feats[0][:, 72:, 4, 4])
+    assert torch.equal(feats[0][:, 72:, 2, 2], feats[1][:, 72:, 1, 1])
+    with pytest.raises(ValueError, match="context"):
+        build_model("student", **{**WIDE_LAYOUT, "context": "max"})
+
+
 def test_reference_layout_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     model = build_model("student", **REFERENCE_LAYOUT).eval()
@@ -66,7 +85,8 @@ def test_layout_errors_are_clear():
         build_model("student", shared_mapper=True)  # default layout: 48 and 64 channels
 
 
-MODELS = [("student", {}), ("student", REFERENCE_LAYOUT), ("student", WIDE_LAYOUT), ("teacher", {"width": 0.125})]
+MODELS = [("student", {}), ("student", REFERENCE_LAYOUT), ("student", WIDE_LAYOUT), ("student", WIDE_CONTEXT_LAYOUT),
+          ("teacher", {"width": 0.125})]
 
 
 @pytest.mark.parametrize("name,kw", MODELS)
