@@ -262,7 +262,11 @@ def test_an_unread_box_over_the_whole_image_is_a_detector_artifact():
     v = screen_rule([whole, BOX], ["", "x"], [0.1, 0.9], "non_text", size=(100, 100))
     assert v.label == -1 and len(v.ignore) == 1  # the other box still counts
     v = screen_rule([whole], ["STOP"], [0.9], "non_text", size=(100, 100))
-    assert v.label == 1 and v.texts == ["STOP"]  # read text is never an artifact
+    assert v.label == 1 and v.texts == ["STOP"]  # four characters read over the whole image: text
+    for read in ("99", "Y A"):  # a couple of strokes read into a frame around the picture: an artifact
+        assert screen_rule([whole], [read], [0.95], "non_text", size=(100, 100)).label == 0
+    v = screen_rule([whole, BOX], ["11", "HELLO"], [0.9, 0.9], "non_text", size=(100, 100))
+    assert v.label == 1 and v.texts == ["HELLO"] and not v.ignore  # the artifact is dropped, the word kept
     assert screen_rule([whole], [""], [0.1], "non_text").label == -1  # no size given: the plain rule
 
 

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 MIN_CHARS, MIN_SCORE = 2, 0.6
 WHOLE_IMAGE = 0.8  # share of the image's area above which an unread box is an artifact
+# ... and so is a box read as at most this many characters ("99", "11", "YA" over a whole shoe
+# or rain photo: PP-OCR's detector frames the picture and the recogniser reads a couple of
+# strokes; found on the evaluation-only collections' text, session 24)
+ARTIFACT_MAX_CHARS = 3
 # Detection runs on the source pixels; only images with a short side below this are
 # enlarged to it (the pipeline's OCR enlarges everything to 736: 5x the work on the small
 # photos most collections hold, for text too small for the student's 256 px input).
@@ -69,10 +73,13 @@ def screen_rule(boxes: Sequence, texts: Sequence[str], scores: Sequence[float], 
                 whole_image: float = WHOLE_IMAGE) -> Verdict:
     """The label of one image from what OCR found in it (``kind``: the collection's;
     ``size``: the image's (width, height), for the whole-image artifact)."""
-    legible = [len("".join(t.split())) >= min_chars and s > min_score for t, s in zip(texts, scores)]
+    chars = [len("".join(t.split())) for t in texts]
+    legible = [n >= min_chars and s > min_score for n, s in zip(chars, scores)]
     legible += [False] * (len(boxes) - len(legible))
+    chars += [0] * (len(boxes) - len(chars))
     if size is not None:
-        artifact = [not ok and box_area(b) >= whole_image * size[0] * size[1] for b, ok in zip(boxes, legible)]
+        artifact = [(not ok or n <= ARTIFACT_MAX_CHARS) and box_area(b) >= whole_image * size[0] * size[1]
+                    for b, ok, n in zip(boxes, legible, chars)]
         boxes = [b for b, bad in zip(boxes, artifact) if not bad]
         texts = [t for t, bad in zip(list(texts) + [""] * len(artifact), artifact) if not bad]
         legible = [ok for ok, bad in zip(legible, artifact) if not bad]
