@@ -321,6 +321,18 @@ def test_screening_is_resumable_and_records_bad_files(collection, monkeypatch):
     assert counts["screened"] == 4 and counts["failed"] == 2 and counts["text"] + counts["non_text"] == 2
 
 
+def test_a_manifest_can_ask_for_a_larger_detection_size(collection, monkeypatch):
+    from dataclasses import replace
+
+    sides = []
+    monkeypatch.setattr("pipeline.ocr.make_engine", lambda *a, det_min_side, **k: sides.append(det_min_side) or FakeEngine())
+    small = replace(collection.manifest, det_min_side=640)
+    assert screen_mod.screen_collections([small], collection.mirror, collection.labels, limit=1) == {"tiny": 1}
+    assert screen_mod.screen_collections([collection.manifest], collection.mirror, collection.labels, limit=1,
+                                         det_min_side=400) == {"tiny": 1}
+    assert sides == [640, 400]  # the manifest's size wins; without one, the run's
+
+
 def test_unlabelled_collections_are_screened_without_ocr(collection, monkeypatch):
     def no_ocr(*a, **k):
         raise AssertionError("OCR must not run for an unlabelled collection")

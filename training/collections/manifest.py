@@ -15,6 +15,10 @@ also crosses ``/``). ``cap`` keeps the files whose sha256 of the path is smalles
 sample is deterministic and does not depend on how the repository orders its folders.
 Files with identical contents (the same git blob) are kept once.
 
+``"det_min_side": N`` makes screening enlarge this collection's images to a short side of N
+for text detection (instead of ``--det_min_side``): for small images whose lettering the
+default size misses (fashion-catalogue's 224-px catalogue shots).
+
 ``"eval_only": true`` marks a collection kept for judging students, never for training: it is
 left out of ``load_manifests`` unless asked for with ``eval_only=True`` (or named), the builder
 refuses to put it in a pool with training collections, and its records carry the split
@@ -59,6 +63,9 @@ class Manifest:
     dropped: str = ""  # why the collection is not used (empty: it is)
     rest_of: str = ""  # a labelled collection of the same repository whose files are left out
     eval_only: bool = False  # kept for judging students: never in a training pool
+    # screening enlarges images to this short side for detection (0: the screen's default,
+    # ``--det_min_side``); for collections of small images whose lettering slips through
+    det_min_side: int = 0
     # the manifest named by ``rest_of``, set by ``with_bases`` (not part of the JSON file)
     base: Optional["Manifest"] = field(default=None, repr=False, compare=False)
 

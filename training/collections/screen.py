@@ -152,8 +152,8 @@ def screen_collections(manifests: Iterable[Manifest], mirror: str | Path = DEFAU
                        labels_dir: str | Path = LABELS_DIR, chunk: int = 50, limit: int | None = None,
                        num_threads: int = 1, det_min_side: int = DET_MIN_SIDE) -> dict[str, int]:
     """Screen what is not screened yet, collections in turns of ``chunk`` images; at most
-    ``limit`` images in all. The OCR engine is made only when a collection that needs OCR
-    has images to screen. Returns {collection: images screened by this run}."""
+    ``limit`` images in all. An OCR engine is made only when a collection that needs OCR
+    has images to screen (one per detection size: a manifest's ``det_min_side`` or ``det_min_side``). Returns {collection: images screened by this run}."""
     from pipeline.ocr import make_engine
 
     queues = []
@@ -169,8 +169,16 @@ def screen_collections(manifests: Iterable[Manifest], mirror: str | Path = DEFAU
         log.info("collection %s: %d to screen, %d screened before", m.name, len(todo), len(done))
         queues.append(_Queue(m, source, files, todo, LabelsWriter(labels_path(labels_dir, m.name)), len(done)))
     queues.sort(key=lambda q: q.done)  # the least screened collections first
-    ocr = any(q.todo and needs_ocr(q.manifest) for q in queues)
-    engine = make_engine(num_threads, det_min_side=det_min_side) if ocr else None
+    engines = {}  # one OCR engine per detection size, made when a collection needs it
+
+    def engine_for(m: Manifest):
+        if not needs_ocr(m):
+            return None
+        side = m.det_min_side or det_min_side
+        if side not in engines:
+            engines[side] = make_engine(num_threads, det_min_side=side)
+        return engines[side]
+
     counts = {q.manifest.name: 0 for q in queues}
     total, start = 0, time.monotonic()
     try:
@@ -180,7 +188,8 @@ def screen_collections(manifests: Iterable[Manifest], mirror: str | Path = DEFAU
                 for path in batch:
                     if limit is not None and total >= limit:
                         break
-                    q.writer.write(screen_entry(engine, q.manifest, path, q.source.read(q.files[path])))
+                    q.writer.write(screen_entry(engine_for(q.manifest), q.manifest, path,
+                                                q.source.read(q.files[path])))
                     counts[q.manifest.name] += 1
                     total += 1
                 log.info("screened %d images in %.0f s: %s", total, time.monotonic() - start, counts)
