@@ -331,6 +331,9 @@ def test_a_manifest_can_ask_for_a_larger_detection_size(collection, monkeypatch)
     assert screen_mod.screen_collections([collection.manifest], collection.mirror, collection.labels, limit=1,
                                          det_min_side=400) == {"tiny": 1}
     assert sides == [640, 400]  # the manifest's size wins; without one, the run's
+    for bad in (-1, "640"):
+        with pytest.raises(ValueError, match="det_min_side"):
+            replace(collection.manifest, det_min_side=bad)
 
 
 def test_unlabelled_collections_are_screened_without_ocr(collection, monkeypatch):

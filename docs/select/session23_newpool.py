@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from session23_subsets import kept, recipe_of  # this script's folder is on sys.path when it runs
+from session23_subsets import kept, mean_spread, recipe_of  # this script's folder is on sys.path when it runs
 from training import metrics
 
 
@@ -57,10 +57,7 @@ def main(unl_dir, new_dir, keep_lines=False):
     print("| recipe | n | rejected at dev threshold | rejected at recall 0.95 | text recall at dev threshold |")
     print("|---|---|---|---|---|")
     for key, rs in groups.items():
-        cells = []
-        for k in ("rej_dev", "rej95", "recall_dev"):
-            v = [r[k] for r in rs]
-            cells.append(f"{np.mean(v):.3f} ± {(max(v) - min(v)) / 2:.3f}" if len(v) > 1 else f"{v[0]:.3f}")
+        cells = [mean_spread(r[k] for r in rs) for k in ("rej_dev", "rej95", "recall_dev")]
         print(f"| {key} | {len(rs)} | " + " | ".join(cells) + " |")
 
 

@@ -31,6 +31,12 @@ def recipe_of(name):
     return m.group(1) if m else name
 
 
+def mean_spread(values) -> str:
+    """"mean ± half the range" of a recipe's per-seed figures (one seed: the figure alone)."""
+    v = list(values)
+    return f"{np.mean(v):.3f} ± {(max(v) - min(v)) / 2:.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
 def fig(s, y):
     t = metrics.threshold_for_recall(s, y, 0.95)
     return metrics.prf_at(s, y, t)["rejection"], metrics.average_precision(s, y)
@@ -52,7 +58,7 @@ def main(folder, keep_lines=False):
         for k in range(3):
             r = [row[k][0] for row in rows]
             a = [row[k][1] for row in rows]
-            cells += [f"{np.mean(r):.3f} ± {(max(r) - min(r)) / 2:.3f}" if len(r) > 1 else f"{r[0]:.3f}", f"{np.mean(a):.4f}"]
+            cells += [mean_spread(r), f"{np.mean(a):.4f}"]
         print(f"| {key} | {len(rows)} | " + " | ".join(cells) + " |")
 
 

@@ -74,6 +74,9 @@ class Manifest:
             raise ValueError(f"collection {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if not self.include:
             raise ValueError(f"collection {self.name}: no include patterns")
+        if type(self.det_min_side) is not int or self.det_min_side < 0:
+            raise ValueError(f"collection {self.name}: det_min_side {self.det_min_side!r} is not a short side in "
+                             "pixels (0: the screen's default)")
         if self.rest_of:
             if self.kind != "unlabelled":
                 raise ValueError(f"collection {self.name}: rest_of is for kind unlabelled, not {self.kind!r}")

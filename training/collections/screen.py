@@ -153,7 +153,8 @@ def screen_collections(manifests: Iterable[Manifest], mirror: str | Path = DEFAU
                        num_threads: int = 1, det_min_side: int = DET_MIN_SIDE) -> dict[str, int]:
     """Screen what is not screened yet, collections in turns of ``chunk`` images; at most
     ``limit`` images in all. An OCR engine is made only when a collection that needs OCR
-    has images to screen (one per detection size: a manifest's ``det_min_side`` or ``det_min_side``). Returns {collection: images screened by this run}."""
+    has images to screen, one per detection size (the manifest's ``det_min_side``, else this
+    function's). Returns {collection: images screened by this run}."""
     from pipeline.ocr import make_engine
 
     queues = []
