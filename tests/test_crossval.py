@@ -160,6 +160,10 @@ def test_reference_recipe_and_settings():
     _, ref_cfg, ref_data, _ = parse(build_parser(), ["--recipe", "reference_fast"])
     assert wide_cfg.model_config[0] == "channels=16,16,32,48,72,72" and wide_cfg.model_config[1:] == ref_cfg.model_config[1:]
     assert (wide_cfg.lr, wide_cfg.epochs, wide_data) == (ref_cfg.lr, ref_cfg.epochs, ref_data)
+    # reference_separable: the same recipe on the separable layout
+    _, sep_cfg, sep_data, _ = parse(build_parser(), ["--recipe", "reference_separable"])
+    assert "separable=true" in sep_cfg.model_config and sep_data == wide_data
+    assert dataclasses.replace(sep_cfg, model_config=wide_cfg.model_config) == wide_cfg
     # captions_colour: reference_wide plus captions and colour jitter, nothing else
     _, cap_cfg, cap_data, _ = parse(build_parser(), ["--recipe", "captions_colour"])
     assert cap_cfg == wide_cfg

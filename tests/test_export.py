@@ -113,6 +113,20 @@ def test_a_context_student_exports_to_onnx_with_the_same_probabilities(tmp_path)
         np.testing.assert_allclose(exported_probs(path, "onnx", [image]), torch_probs(model, [image]), rtol=0, atol=1e-4)
 
 
+def test_a_separable_student_exports_to_onnx_with_the_same_probabilities(tmp_path):
+    from model import build_model, save_checkpoint
+    from model.export import export, exported_probs
+    from model.student import SEPARABLE_LAYOUT
+
+    torch.manual_seed(0)
+    model = build_model("student", **SEPARABLE_LAYOUT).eval()
+    save_checkpoint(tmp_path / "sep.pt", model, {"threshold": 0.5})
+    path, diff = export(str(tmp_path / "sep.pt"), "onnx", str(tmp_path / "sep.onnx"), exporter="dynamo")
+    assert diff is not None and diff < 1e-4
+    for image in sample_images()[:3]:
+        np.testing.assert_allclose(exported_probs(path, "onnx", [image]), torch_probs(model, [image]), rtol=0, atol=1e-4)
+
+
 def test_onnx_file_carries_the_checkpoint_meta(onnx_path, student_checkpoint):
     import onnx
 

@@ -6,7 +6,7 @@ from model import build_model
 from model.preprocessing import to_tensor
 from model.regions import NUM_REGIONS
 from model.registry import load_checkpoint, save_checkpoint
-from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, WIDE_CONTEXT_LAYOUT, WIDE_LAYOUT
+from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, SEPARABLE_LAYOUT, WIDE_CONTEXT_LAYOUT, WIDE_LAYOUT
 
 
 def n_params(m):
@@ -67,6 +67,21 @@ def test_context_lets_every_region_see_the_whole_image_within_the_limit():
         build_model("student", **{**WIDE_LAYOUT, "context": "max"})
 
 
+def test_separable_layout_is_wider_at_the_regions_within_the_limit():
+    wide, sep = build_model("student", **WIDE_LAYOUT).eval(), build_model("student", **SEPARABLE_LAYOUT).eval()
+    assert n_params(sep) == 106_209 <= 110_000  # the product's limit
+    first, second = sep.layers[0][0], sep.layers[1][0]
+    assert first.groups == 1 and first.kernel_size == (3, 3)  # the first convolution sees all three colours
+    assert second.groups == second.in_channels == 16 and sep.layers[1][3].kernel_size == (1, 1)  # depthwise, pointwise
+    x = torch.randn(1, 3, 256, 341)
+    with torch.no_grad():  # same strides and pooling as the wide layout: the same grids, 192 channels each
+        w, s = wide.forward_features(x), sep.forward_features(x)
+    assert [t.shape[1] for t in s] == [192, 192] and [t.shape[2:] for t in s] == [t.shape[2:] for t in w]
+    # a separable layout of the same widths has ~1/8 of the full one's convolution weights
+    full = build_model("student", **{**SEPARABLE_LAYOUT, "separable": False})
+    assert n_params(full) > 6 * n_params(sep)
+
+
 def test_reference_layout_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     model = build_model("student", **REFERENCE_LAYOUT).eval()
@@ -86,7 +101,7 @@ def test_layout_errors_are_clear():
 
 
 MODELS = [("student", {}), ("student", REFERENCE_LAYOUT), ("student", WIDE_LAYOUT), ("student", WIDE_CONTEXT_LAYOUT),
-          ("teacher", {"width": 0.125})]
+          ("student", SEPARABLE_LAYOUT), ("teacher", {"width": 0.125})]
 
 
 @pytest.mark.parametrize("name,kw", MODELS)

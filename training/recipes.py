@@ -15,6 +15,8 @@ recipe it was trained with (``meta["recipe"]``).
   three convolutions: 104k parameters, ~1.7 ms).
 - ``reference_wide_context``: ``reference_wide`` whose regions also see the image's mean features
   (``model.student.WIDE_CONTEXT_LAYOUT``, 108,785 parameters; session 24).
+- ``reference_separable``: the same on ``model.student.SEPARABLE_LAYOUT`` (convolutions 2-6
+  depthwise-separable, 16-32-96-160-192-192 channels: 106k parameters; session 25).
 - ``captions_colour``: ``reference_wide`` plus synthetic captions on 15 % of the text draws
   (photographers' credits, date stamps, faint watermarks: ``training.synthtext.render_caption``)
   and colour jitter (p 0.8) / grayscale (p 0.1) on the model's input (session 20's
@@ -26,7 +28,7 @@ recipe it was trained with (``meta["recipe"]``).
 
 from __future__ import annotations
 
-from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, WIDE_CONTEXT_LAYOUT, WIDE_LAYOUT
+from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, SEPARABLE_LAYOUT, WIDE_CONTEXT_LAYOUT, WIDE_LAYOUT
 
 
 def _model_config(layout: dict) -> tuple[str, ...]:
@@ -52,6 +54,7 @@ RECIPES: dict[str, dict] = {
 RECIPES["reference_fast"] = {**RECIPES["reference"], "model_config": _model_config(FAST_LAYOUT)}
 RECIPES["reference_wide"] = {**RECIPES["reference"], "model_config": _model_config(WIDE_LAYOUT)}
 RECIPES["reference_wide_context"] = {**RECIPES["reference"], "model_config": _model_config(WIDE_CONTEXT_LAYOUT)}
+RECIPES["reference_separable"] = {**RECIPES["reference"], "model_config": _model_config(SEPARABLE_LAYOUT)}
 RECIPES["captions_colour"] = {**RECIPES["reference_wide"], "synth.enabled": True, "synth.share": 0.15,
                               "synth.caption_share": 1.0, "augment.colour_p": 0.8, "augment.gray_p": 0.1}
 
