@@ -98,33 +98,20 @@ def test_onnx_matches_pytorch_on_sample_images_of_different_shapes(student, onnx
     np.testing.assert_allclose(exported_probs(onnx_path, "onnx", same), torch_probs(student, same), rtol=0, atol=1e-4)
 
 
-def test_a_context_student_exports_to_onnx_with_the_same_probabilities(tmp_path):
+@pytest.mark.parametrize("layout", ["WIDE_CONTEXT_LAYOUT", "SEPARABLE_LAYOUT"])
+def test_other_layouts_export_to_onnx_with_the_same_probabilities(tmp_path, layout):
+    import model.student
     from model import build_model, save_checkpoint
     from model.export import export, exported_probs
-    from model.student import WIDE_CONTEXT_LAYOUT
 
     torch.manual_seed(0)
-    model = build_model("student", **WIDE_CONTEXT_LAYOUT).eval()
-    save_checkpoint(tmp_path / "ctx.pt", model, {"threshold": 0.5})
-    path, diff = export(str(tmp_path / "ctx.pt"), "onnx", str(tmp_path / "ctx.onnx"), exporter="dynamo")
+    student = build_model("student", **getattr(model.student, layout)).eval()
+    save_checkpoint(tmp_path / "s.pt", student, {"threshold": 0.5})
+    path, diff = export(str(tmp_path / "s.pt"), "onnx", str(tmp_path / "s.onnx"), exporter="dynamo")
     assert diff is not None and diff < 1e-4
     images = sample_images()[:3]
-    for image in images:  # each of its own shape: the image mean is taken over the dynamic size
-        np.testing.assert_allclose(exported_probs(path, "onnx", [image]), torch_probs(model, [image]), rtol=0, atol=1e-4)
-
-
-def test_a_separable_student_exports_to_onnx_with_the_same_probabilities(tmp_path):
-    from model import build_model, save_checkpoint
-    from model.export import export, exported_probs
-    from model.student import SEPARABLE_LAYOUT
-
-    torch.manual_seed(0)
-    model = build_model("student", **SEPARABLE_LAYOUT).eval()
-    save_checkpoint(tmp_path / "sep.pt", model, {"threshold": 0.5})
-    path, diff = export(str(tmp_path / "sep.pt"), "onnx", str(tmp_path / "sep.onnx"), exporter="dynamo")
-    assert diff is not None and diff < 1e-4
-    for image in sample_images()[:3]:
-        np.testing.assert_allclose(exported_probs(path, "onnx", [image]), torch_probs(model, [image]), rtol=0, atol=1e-4)
+    for image in images:  # each of its own shape (the context layout's image mean is taken over the dynamic size)
+        np.testing.assert_allclose(exported_probs(path, "onnx", [image]), torch_probs(student, [image]), rtol=0, atol=1e-4)
 
 
 def test_onnx_file_carries_the_checkpoint_meta(onnx_path, student_checkpoint):
