@@ -385,3 +385,23 @@ def test_compact_data_skips_unreadable_images_loudly_and_never_overwrites(tiny_r
     assert len(load_records(out)) == 7
     with pytest.raises(SystemExit):
         compact_data.main(["--root", str(root), "--out", str(root)])
+
+
+def test_distilling_with_the_teacher_memo_trains_the_same_student_with_fewer_teacher_runs(tiny_teacher, tiny_root,
+                                                                                          tmp_path):
+    from training import distill
+
+    students = {}
+    for memo in (False, True):
+        out = tmp_path / f"memo{memo}.pt"
+        distill.main(["--stage", "soft", "--teacher", tiny_teacher, "--root", tiny_root, *TINY, "--epochs", "2",
+                      "--augment.flip_p", "0", *(["--teacher_memo"] if memo else []),
+                      "--out_dir", str(tmp_path / f"run{memo}"), "--out", str(out)])
+        students[memo] = load_checkpoint(out, expect="student")
+    (plain, _), (memoised, meta) = students[False], students[True]
+    for (name, a), b in zip(plain.state_dict().items(), memoised.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    # 16 draws of 8 training images without augmentation: at most one teacher forward per image
+    (hits1, misses1), (hits2, misses2) = [(h["teacher_hits"], h["teacher_misses"]) for h in meta["history"]]
+    assert hits1 + misses1 == 8 and hits2 + misses2 == 16 and misses2 <= 8 and hits2 >= 8
+    assert meta["train_config"]["teacher_memo"] is True

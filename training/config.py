@@ -139,6 +139,9 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", ... ("auto": cuda when available)
     channels_last: bool = True
     out_dir: str = "runs/student-hard"
+    # Remember the teacher's outputs per distinct input sample (training.teacher_memo): exact, and
+    # with a fixed input shape and flips only one teacher forward per image and flip, not per draw.
+    teacher_memo: bool = False
     disc_lr_ratio: float = 2.0  # discriminator lr = this x the model's lr (adversarial terms)
     eval_every: int = 1  # epochs between dev evaluations (0 = never during training)
     keep_every: int = 0  # epochs between weights-only snapshots <out_dir>/epoch-NNN.pt, for training.average (0 = none)

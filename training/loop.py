@@ -41,6 +41,7 @@ from training.engine import (LoopState, Timer, budget_spent, build_discriminator
 from training.ema import build_ema
 from training.evaluate import evaluate_predictions
 from training.losses import LOSSES, any_term, build_objective
+from training.teacher_memo import MemoTeacher
 
 log = logging.getLogger("training.loop")
 
@@ -134,6 +135,8 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
         raise ValueError(f"losses {train_cfg.losses} need a teacher")
     if teacher is not None:
         teacher = teacher.to(device)
+        if train_cfg.teacher_memo:
+            teacher = MemoTeacher(teacher)
     log.info("training on %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     optimizer = build_optimizer(model, train_cfg)
     disc_optimizer = build_discriminator_optimizer(objective, train_cfg)
@@ -164,6 +167,8 @@ def train(train_cfg: TrainConfig, data_cfg: DataConfig, out: str | None = None, 
                      state.best_loss, state.lr_scale)
         if train_cfg.schedule == "plateau":
             entry["lr_scale"] = state.lr_scale
+        if isinstance(teacher, MemoTeacher):
+            entry.update(teacher_hits=teacher.hits, teacher_misses=teacher.misses)
         if train_cfg.eval_every and (state.epoch % train_cfg.eval_every == 0 or state.epoch == train_cfg.epochs):
             entry.update(dev_summary(evaluated, dev_set, train_cfg))
         history.append(entry)
