@@ -41,19 +41,19 @@ class MemoTeacher(nn.Module):
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor):
-        keys = [sample_key(s) for s in x]
-        new = [i for i, k in enumerate(keys) if k not in self.memo]
+        batch = x.detach().contiguous().cpu()  # one copy per batch, not one per sample (channels-last input)
+        keys = [sample_key(s) for s in batch]
+        new = {}  # unseen key -> its first index in the batch (a sample drawn twice runs once)
+        for i, k in enumerate(keys):
+            if k not in self.memo:
+                new.setdefault(k, i)
         self.hits, self.misses = self.hits + len(keys) - len(new), self.misses + len(new)
         fresh = {}
         if new:
-            out = self.teacher(x[new])
-            kind = type(out)
-            for j, i in enumerate(new):
-                fresh[keys[i]] = tuple(t[j].clone() for t in out)
+            out = self.teacher(x[list(new.values())])
+            self._kind = type(out)
+            fresh = {k: tuple(t[j].clone() for t in out) for j, k in enumerate(new)}
             if len(self.memo) + len(fresh) <= self.max_entries:
                 self.memo.update(fresh)
-        else:
-            kind = self._kind
-        self._kind = kind
         rows = [fresh.get(k) or self.memo[k] for k in keys]
-        return kind(*(torch.stack(parts) for parts in zip(*rows)))
+        return self._kind(*(torch.stack(parts) for parts in zip(*rows)))
