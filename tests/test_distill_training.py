@@ -96,6 +96,9 @@ def test_parse_model_config_types_values():
         parse_model_config("teacher", ["depth=3"])
     with pytest.raises(ValueError, match="key=value"):
         parse_model_config("teacher", ["width"])
+    assert parse_model_config("student", ["separable=1", "shared_mapper=off"]) == {"separable": True, "shared_mapper": False}
+    with pytest.raises(ValueError, match="yes or no"):  # not silently False
+        parse_model_config("student", ["separable=maybe"])
 
 
 def test_teacher_config_override_round_trips_through_checkpoint(tmp_path):

@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Words a yes/no option's value may be given as (``--set synth.enabled=off``, ``--model_config separable=true``).
+BOOLEAN_WORDS = {"true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT_ENV = "TEXTFILTER_DATA_ROOT"
 

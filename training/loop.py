@@ -32,7 +32,7 @@ import torch
 
 from model.ensemble import RegionEnsemble
 from model.registry import build_model, config_from_dict, load_checkpoint, read_checkpoint, save_checkpoint
-from training.config import DataConfig, TrainConfig
+from training.config import BOOLEAN_WORDS, DataConfig, TrainConfig
 from model.preprocessing import shape_meta
 from training.data import BalancedSampler, TextFilterDataset, batches, preprocess_of
 from training.engine import (LoopState, Timer, budget_spent, build_discriminator_optimizer, build_optimizer,
@@ -58,7 +58,10 @@ def parse_model_config(model: str, specs: Sequence[str]) -> dict:
             raise ValueError(f"model config override {spec!r}: use key=value with key one of {sorted(defaults)}")
         default = defaults[key]
         if isinstance(default, bool):
-            value = raw.strip().lower() in ("1", "true", "yes", "on")
+            words = {**BOOLEAN_WORDS, "1": True, "0": False}
+            if raw.strip().lower() not in words:
+                raise ValueError(f"model config override {spec!r}: {key} is yes or no ({', '.join(words)})")
+            value = words[raw.strip().lower()]
         elif isinstance(default, (tuple, list)):
             value = tuple(ast.literal_eval(raw if "," in raw else raw + ",")) if raw.strip() else ()
         elif isinstance(default, (int, float)):

@@ -25,7 +25,7 @@ import logging
 import os
 
 from training.cli import add_config_args, config_from_args
-from training.config import DataConfig, TrainConfig
+from training.config import BOOLEAN_WORDS, DataConfig, TrainConfig
 from training.loop import train
 from training.recipes import RECIPES, recipe
 
@@ -53,7 +53,6 @@ def build_parser(description: str = __doc__, **defaults) -> argparse.ArgumentPar
 # Options whose values are lists of strings that themselves hold commas ("strides=2,1,1"): split on spaces only
 # (loss terms, "hard:1.0,kd:1.0", hold none).
 TEXT_LIST_KEYS = ("model_config",)
-BOOLEAN_WORDS = {"true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
 
 
 def settings_argv(settings: dict) -> list[str]:
