@@ -9,7 +9,9 @@ threshold (recall 0.96 on dev: the product's rule), (b) at the threshold for rec
 every text image of both pools (free of the dev threshold's noise); recall of both pools' text
 at the dev threshold; per recipe (name before -sN; shipped counts as wide104) the mean ± half
 the range over seeds. The text-line strips of ocrd-documents are left out of the text unless
---keep_lines."""
+--keep_lines.
+--text_without SRC,SRC leaves those pool collections' text out of that threshold (session 26: text
+whose collections a candidate saw unlabelled images of)."""
 import collections
 import json
 import os
@@ -27,14 +29,16 @@ def load(folder, name, keep_lines=True):
     return z["scores"][keep], z["labels"][keep], z["sources"][keep]
 
 
-def main(unl_dir, new_dir, keep_lines=False):
+def main(unl_dir, new_dir, keep_lines=False, text_without=()):
     cands = json.load(open(f"{new_dir}/select.json"))["candidates"]
     rows, groups = [], collections.defaultdict(list)
     for name, c in cands.items():
         sn, yn, srcn = load(new_dir, name)
         # a candidate trained on the pool (not in unl_dir) is judged on the new collections' text alone
         seen = not os.path.exists(f"{unl_dir}/{name}_scores.npz")
-        su, yu, _ = (sn[:0], yn[:0], None) if seen else load(unl_dir, name, keep_lines)
+        su, yu, srcu = (sn[:0], yn[:0], srcn[:0]) if seen else load(unl_dir, name, keep_lines)
+        use = ~np.isin(srcu, list(text_without))
+        su, yu = su[use], yu[use]
         t_dev = c["threshold"]
         text = np.concatenate([su[yu == 1], sn[yn == 1]])
         t95 = metrics.threshold_for_recall(np.concatenate([text, sn[yn == 0]]),
@@ -62,4 +66,5 @@ def main(unl_dir, new_dir, keep_lines=False):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3], keep_lines="--keep_lines" in sys.argv)
+    without = sys.argv[sys.argv.index("--text_without") + 1].split(",") if "--text_without" in sys.argv else ()
+    main(*sys.argv[1:3], keep_lines="--keep_lines" in sys.argv, text_without=without)
