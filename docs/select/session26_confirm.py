@@ -15,34 +15,27 @@ import sys
 
 import numpy as np
 
-from session23_subsets import kept  # this script's folder is on sys.path when it runs
+from session23_newpool import load  # this script's folder is on sys.path when it runs
 from training import metrics
 
 
-def load(folder, name):
-    z = np.load(f"{folder}/{name}_scores.npz")
-    keep = kept(z)
-    return z["scores"][keep], z["labels"][keep], z["sources"][keep]
-
-
-def rejection(text, neg):
-    """Non-text rejected at the threshold for recall 0.95 on ``text``."""
-    scores = np.concatenate([text, neg])
-    labels = np.concatenate([np.ones(len(text)), np.zeros(len(neg))])
-    return float((neg < metrics.threshold_for_recall(scores, labels, 0.95)).mean())
+def at_recall95(text, neg):
+    """(threshold, non-text rejected) at the threshold for recall 0.95 on ``text``."""
+    return metrics.rejection_at_recall(np.concatenate([text, neg]),
+                                       np.concatenate([np.ones(len(text)), np.zeros(len(neg))]), 0.95)
 
 
 def main(unl_dir, new_dir, conf_dir, cand, base, resamples=1000, seed=0):
     text, neg, figs = {}, {}, {}
+    dev_thresholds = {n: c["threshold"] for n, c in json.load(open(f"{conf_dir}/select.json"))["candidates"].items()}
     for name in (cand, base):
-        parts = [load(d, name) for d in (unl_dir, new_dir, conf_dir)]
+        parts = [load(d, name, keep_lines=False) for d in (unl_dir, new_dir, conf_dir)]
         s, y, src = parts[2]
         text[name] = np.concatenate([p[0][p[1] == 1] for p in parts])
         neg[name] = s[y == 0]
-        t95 = metrics.threshold_for_recall(np.concatenate([text[name], neg[name]]),
-                                           np.concatenate([np.ones(len(text[name])), np.zeros(len(neg[name]))]), 0.95)
-        t_dev = json.load(open(f"{conf_dir}/select.json"))["candidates"][name]["threshold"]
-        figs[name] = {"rej95": float((neg[name] < t95).mean()), "ap": metrics.average_precision(s, y),
+        t95, rej95 = at_recall95(text[name], neg[name])
+        t_dev = dev_thresholds[name]
+        figs[name] = {"rej95": rej95, "ap": metrics.average_precision(s, y),
                       "by_source": {c: float((s[(y == 0) & (src == c)] < t95).mean()) for c in sorted(set(src[y == 0]))},
                       "dev_threshold": t_dev, "recall_dev": float((text[name] >= t_dev).mean()),
                       "rej_dev": float((neg[name] < t_dev).mean())}
@@ -51,7 +44,7 @@ def main(unl_dir, new_dir, conf_dir, cand, base, resamples=1000, seed=0):
     diffs = []
     for _ in range(resamples):
         it, ineg = rng.integers(0, n_text, n_text), rng.integers(0, n_neg, n_neg)
-        diffs.append(rejection(text[cand][it], neg[cand][ineg]) - rejection(text[base][it], neg[base][ineg]))
+        diffs.append(at_recall95(text[cand][it], neg[cand][ineg])[1] - at_recall95(text[base][it], neg[base][ineg])[1])
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     print(f"Confirmation pool {conf_dir}: {n_neg} non-text; text of the three pools: {n_text}\n")
     srcs = sorted(figs[cand]["by_source"])

@@ -11,9 +11,7 @@ import sys
 
 import numpy as np
 
-
-def ranks(v):
-    return np.argsort(np.argsort(v))
+from training.select import rank_correlation
 
 
 def main(pool_json, new_md):
@@ -28,8 +26,8 @@ def main(pool_json, new_md):
     ap = np.array([pool[n]["ap"] for n in names])
     y = np.array([new[n] for n in names])
     print(f"{len(names)} students. Pool rej@r95 against evaluation-only rej@r95: Pearson "
-          f"{np.corrcoef(x, y)[0, 1]:.2f}, Spearman {np.corrcoef(ranks(x), ranks(y))[0, 1]:.2f}; pool AP against "
-          f"it: Spearman {np.corrcoef(ranks(ap), ranks(y))[0, 1]:.2f}\n")
+          f"{np.corrcoef(x, y)[0, 1]:.2f}, Spearman {rank_correlation(x, y):.2f}; pool AP against "
+          f"it: Spearman {rank_correlation(ap, y):.2f}\n")
     print("| student | pool: rej@r95 | pool: AP | evaluation-only: rej@r95 |")
     print("|---|---|---|---|")
     for n, a, b, c in zip(names, x, ap, y):
