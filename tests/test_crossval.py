@@ -216,9 +216,17 @@ def test_crossval_fine_tunes_from_an_init_checkpoint(cv_root, tmp_path):
               "--num_workers", "0"]
     crossval.main(["run", "--name", "base", *common, "--set", "epochs=1", "--extra", "--root", cv_root, *TINY])
     base = out / "base" / "a-s0" / "student.pt"
+    template = str(out / "base" / "{fold}-s{seed}" / "student.pt")
+    tuned = ["run", "--name", "tuned", *common, "--set", "epochs=1", "lr=0", "--init", template]
+    extra = ["--extra", "--root", cv_root, *TINY]
+    # seed 1 has no stage-1 checkpoint: refused before anything is trained, seed 0 included
+    with pytest.raises(FileNotFoundError, match="no init checkpoint .*a-s1.* for fold a seed 1"):
+        crossval.main([*tuned, "--seeds", "0", "1", *extra])
+    assert not (out / "tuned").exists()
+    with pytest.raises(ValueError, match="--init given twice"):
+        crossval.main([*tuned, *extra, "--init", str(base)])
     # a zero learning rate leaves the initial weights as they are: they are the base's, not a fresh init
-    crossval.main(["run", "--name", "tuned", *common, "--set", "epochs=1", "lr=0", "--extra", "--root", cv_root,
-                   *TINY, "--init", str(base)])
+    crossval.main([*tuned, *extra])
     start, _ = load_checkpoint(base)
     tuned, meta = load_checkpoint(out / "tuned" / "a-s0" / "student.pt")
     assert meta["init"] == str(base)
@@ -260,9 +268,9 @@ def test_crossval_distils_from_a_per_fold_teacher_on_unlabelled_images(cv_root, 
     extra = ["--extra", "--root", cv_root, *TINY]
     crossval.main(["run", "--name", "ref", "--folds", "a", *common, "--set", "epochs=1", *extra])
     template = str(out / "ref" / "{fold}-s{seed}" / "student.pt")
-    assert crossval.teacher_path(template, "a", 0) == out / "ref" / "a-s0" / "student.pt"
+    assert crossval.run_checkpoint(template, "a", 0) == out / "ref" / "a-s0" / "student.pt"
     with pytest.raises(ValueError, match="only {fold} and {seed}"):
-        crossval.teacher_path(str(out / "{folds}.pt"), "a", 0)
+        crossval.run_checkpoint(str(out / "{folds}.pt"), "a", 0)
 
     pool = unlabelled_pool(tmp_path / "unl")
     kd = ["--set", "epochs=1", "losses=hard:1.0,kd:1.0", "unlabelled_share=0.5", *extra, "--unlabelled_pools", pool]

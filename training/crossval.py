@@ -11,6 +11,10 @@
     python -m training.crossval run --name kd-unl --recipe reference_fast \
         --teacher 'runs/crossval/reference/{fold}-s{seed}/student.pt' \
         --set losses=hard:1.0,kd:1.0 unlabelled_share=0.3 --extra --unlabelled_pools /work/pool-unl
+    python -m training.crossval run --name kdTuABpre --recipe reference_wide --set losses=ab:1.0 epochs=2 \
+        --teacher model/weights/teacher.pt --folds dev      # a two-stage recipe: stage 1 (AB), then stage 2
+    python -m training.crossval run --name kdTuAB --recipe reference_wide --set losses=hard:1.0,kd:1.0,began:0.2 \
+        --teacher model/weights/teacher.pt --folds dev --init 'runs/crossval/kdTuABpre/{fold}-s{seed}/student.pt'
     python -m training.crossval ensemble --name ens3 --members reference_fast --seeds 0 1 2  # as a teacher would
     python -m training.crossval run --name kd-ens3 --recipe reference_fast --set losses=hard:1.0,kd:1.0 \
         --teacher 'runs/crossval/reference_fast/{fold}-s0/student.pt' \
@@ -121,15 +125,15 @@ def train_argv(recipe_name: str, settings: dict, fold: str, seed: int, directory
     return argv + (["--holdout", *holdout] if holdout else [])
 
 
-def teacher_path(template: str, fold: str, seed: int) -> Path:
-    """The teacher checkpoint of one fold's run: ``template`` with ``{fold}`` and ``{seed}``
-    substituted; raises when there is no such file."""
+def run_checkpoint(template: str, fold: str, seed: int, flag: str = "teacher") -> Path:
+    """The checkpoint one fold's run needs (its ``--teacher``, or the ``--init`` it starts from):
+    ``template`` with ``{fold}`` and ``{seed}`` substituted; raises when there is no such file."""
     try:
         path = Path(template.format(fold=fold, seed=seed))
     except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"teacher template {template!r}: only {{fold}} and {{seed}} are substituted ({e!r})") from None
+        raise ValueError(f"{flag} template {template!r}: only {{fold}} and {{seed}} are substituted ({e!r})") from None
     if not path.is_file():
-        raise FileNotFoundError(f"no teacher checkpoint {path} for fold {fold} seed {seed} (--teacher {template})")
+        raise FileNotFoundError(f"no {flag} checkpoint {path} for fold {fold} seed {seed} (--{flag} {template})")
     return path
 
 
@@ -167,22 +171,29 @@ def fold_figures(pred: dict, rule: str) -> dict:
 
 
 def run_fold(name: str, recipe_name: str, settings: dict, fold: str, seed: int, out_dir: Path, num_threads: int = 2,
-             num_workers: int = 1, extra: Sequence[str] = (), teacher: Sequence[str] = ()) -> dict:
+             num_workers: int = 1, extra: Sequence[str] = (), teacher: Sequence[str] = (),
+             init: str | None = None) -> dict:
     """Train (unless done) and score one fold with one seed; the result is also written to
     ``<run dir>/result.json``. ``teacher``: templates of the teacher checkpoint's path
-    (``teacher_path``), for recipes whose losses use a teacher; several make one ensemble."""
+    (``run_checkpoint``), for recipes whose losses use a teacher; several make one ensemble.
+    ``init``: the template of the checkpoint the run starts from (a recipe's second stage, e.g.
+    ``runs/crossval/kdTuABpre/{fold}-s{seed}/student.pt``)."""
     directory = run_dir(out_dir, name, fold, seed)
     result_path = directory / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
     checkpoint = directory / "student.pt"
+    if init is not None:
+        if "--init" in extra:
+            raise ValueError("--init given twice: as a template (--init) and among --extra")
+        extra = [*extra, "--init", str(run_checkpoint(init, fold, seed, "init"))]
     args, train_cfg, data_cfg, _ = parse(build_parser(), train_argv(recipe_name, settings, fold, seed, directory,
                                                                      num_threads, num_workers, extra))
     needs_teacher = any_term(train_cfg.losses, "needs_teacher")
     if needs_teacher != bool(teacher):
         raise ValueError(f"losses {' '.join(train_cfg.losses)} " + ("need a teacher: give --teacher TEMPLATE"
                          if needs_teacher else f"use no teacher, but --teacher {' '.join(teacher)} was given"))
-    teacher_files = [str(teacher_path(t, fold, seed)) for t in teacher]
+    teacher_files = [str(run_checkpoint(t, fold, seed)) for t in teacher]
     teacher_file = teacher_files[0] if len(teacher_files) == 1 else (teacher_files or None)
     start = time.perf_counter()
     if not checkpoint.is_file():
@@ -423,6 +434,9 @@ def main(argv=None) -> None:
                        help="teacher checkpoint of each run, {fold} and {seed} substituted "
                             "(e.g. runs/crossval/reference/{fold}-s{seed}/student.pt); several: their ensemble "
                             "(e.g. the students of seeds 0, 1, 2: .../{fold}-s0/student.pt .../{fold}-s1/student.pt ...)")
+    run_p.add_argument("--init", default=None, metavar="TEMPLATE",
+                       help="checkpoint each run starts from (a fresh schedule), {fold} and {seed} substituted: "
+                            "a two-stage recipe's second stage, e.g. runs/crossval/kdTuABpre/{fold}-s{seed}/student.pt")
     run_p.add_argument("--num_threads", type=int, default=2)
     run_p.add_argument("--num_workers", type=int, default=1)
     run_p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
@@ -455,14 +469,15 @@ def main(argv=None) -> None:
     if args.command == "run":
         settings = parse_settings(args.set)
         runs = [(fold, seed) for seed in args.seeds for fold in args.folds]
-        if args.teacher:  # every teacher there before hours of training, not at the third fold
-            for fold, seed in runs:
-                if not (run_dir(Path(args.out_dir), args.name, fold, seed) / "result.json").is_file():
-                    for template in args.teacher:
-                        teacher_path(template, fold, seed)
+        # every teacher and starting point there before hours of training, not at the third fold
+        needed = [(t, "teacher") for t in args.teacher] + ([(args.init, "init")] if args.init else [])
+        for fold, seed in runs:
+            if not (run_dir(Path(args.out_dir), args.name, fold, seed) / "result.json").is_file():
+                for template, flag in needed:
+                    run_checkpoint(template, fold, seed, flag)
         for fold, seed in runs:
             run_fold(args.name, args.recipe, settings, fold, seed, Path(args.out_dir), args.num_threads,
-                     args.num_workers, args.extra, args.teacher)
+                     args.num_workers, args.extra, args.teacher, args.init)
     if args.command == "ensemble":
         for fold in args.folds:
             ensemble_fold(args.name, args.members, args.seeds, fold, Path(args.out_dir))
