@@ -10,7 +10,7 @@ import torch
 
 from tests.faulty_fs import PROTOCOL as FAULTY_PROTOCOL, FaultyFileSystem
 from tests.images import image_bytes
-from tests.training_helpers import make_tiny_dataset
+from tests.training_helpers import TINY, make_tiny_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
@@ -37,6 +37,18 @@ def student_checkpoint(tmp_path_factory) -> str:
 def tiny_root(tmp_path_factory) -> str:
     """A tiny generated training set (``tests.training_helpers.make_tiny_dataset``)."""
     return make_tiny_dataset(tmp_path_factory.mktemp("tinydata"))
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tiny_root, tmp_path_factory) -> str:
+    """A narrow VGG teacher trained for one pass on ``tiny_root`` (for the distillation tests)."""
+    from training import train_teacher
+
+    out = tmp_path_factory.mktemp("teacher")
+    path = str(out / "teacher.pt")
+    train_teacher.main(["--root", tiny_root, *TINY, "--epochs", "1", "--model_config", "width=0.125",
+                        "--out_dir", str(out / "run"), "--out", path])
+    return path
 
 
 @pytest.fixture

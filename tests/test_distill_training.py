@@ -115,17 +115,6 @@ def test_teacher_config_override_round_trips_through_checkpoint(tmp_path):
 
 # --- the command-line front ends, end to end on the tiny data ---------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_teacher(tiny_root, tmp_path_factory) -> str:
-    from training import train_teacher
-
-    out = tmp_path_factory.mktemp("teacher")
-    path = str(out / "teacher.pt")
-    train_teacher.main(["--root", tiny_root, *TINY, "--epochs", "1", "--model_config", "width=0.125",
-                        "--out_dir", str(out / "run"), "--out", path])
-    return path
-
-
 def test_train_teacher_stores_width_and_resumes(tiny_teacher, tiny_root):
     from training import train_teacher
 
