@@ -30,10 +30,10 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(run, tiny_r
     main([*common, "--out_dir", str(tmp_path / "whole"), "--out", str(tmp_path / "whole.pt")])
 
     # the first session ends after one pass, as a killed job would; the second resumes unhindered
-    monkeypatch.setattr(loop, "budget_spent", lambda state, cfg: state.epoch >= 1)
-    main([*common, "--out_dir", str(tmp_path / "parts"), "--out", str(tmp_path / "parts.pt")])
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "budget_spent", lambda state, cfg: state.epoch >= 1)
+        main([*common, "--out_dir", str(tmp_path / "parts"), "--out", str(tmp_path / "parts.pt")])
     assert read_checkpoint(tmp_path / "parts" / "last.pt")["loop"]["epoch"] == 1
-    monkeypatch.undo()
     main([*common, "--out_dir", str(tmp_path / "parts"), "--out", str(tmp_path / "parts.pt"), "--resume"])
 
     whole, parts = read_checkpoint(tmp_path / "whole.pt"), read_checkpoint(tmp_path / "parts.pt")
