@@ -11,7 +11,9 @@ at the dev threshold; per recipe (name before -sN; shipped counts as wide104) th
 the range over seeds. The text-line strips of ocrd-documents are left out of the text unless
 --keep_lines.
 --text_without SRC,SRC leaves those pool collections' text out of that threshold (session 26: text
-whose collections a candidate saw unlabelled images of)."""
+whose collections a candidate saw unlabelled images of).
+--audit TSV relabels the images it lists (training.collections.audit's format; label 0 rows) as non-text before anything
+is computed (session 30: docs/select/session30-audit.tsv, 29 "text" labels that are OCR artifacts)."""
 import collections
 import json
 import os
@@ -21,22 +23,32 @@ import numpy as np
 
 from session23_subsets import kept, mean_spread, recipe_of  # this script's folder is on sys.path when it runs
 from training import metrics
+from training.collections import audit
+from training.collections.manifest import load_manifests
 
 
-def load(folder, name, keep_lines=True):
+def read_audit(path):
+    """The pool paths of the images an audit file (training.collections.audit) calls non-text."""
+    rows = [r for r in audit.read_audit(path) if r.label == 0]
+    manifests = {m.name: m for m in load_manifests(names={r.collection for r in rows})}
+    return {manifests[r.collection].stored_path(r.path) for r in rows}
+
+
+def load(folder, name, keep_lines=True, non_text=frozenset()):
     z = np.load(f"{folder}/{name}_scores.npz")
     keep = kept(z, keep_lines)
-    return z["scores"][keep], z["labels"][keep], z["sources"][keep]
+    labels = np.where(np.isin(z["paths"], list(non_text)), 0, z["labels"])
+    return z["scores"][keep], labels[keep], z["sources"][keep]
 
 
-def main(unl_dir, new_dir, keep_lines=False, text_without=()):
+def main(unl_dir, new_dir, keep_lines=False, text_without=(), non_text=frozenset()):
     cands = json.load(open(f"{new_dir}/select.json"))["candidates"]
     rows, groups = [], collections.defaultdict(list)
     for name, c in cands.items():
-        sn, yn, srcn = load(new_dir, name)
+        sn, yn, srcn = load(new_dir, name, non_text=non_text)
         # a candidate trained on the pool (not in unl_dir) is judged on the new collections' text alone
         seen = not os.path.exists(f"{unl_dir}/{name}_scores.npz")
-        su, yu, srcu = (sn[:0], yn[:0], srcn[:0]) if seen else load(unl_dir, name, keep_lines)
+        su, yu, srcu = (sn[:0], yn[:0], srcn[:0]) if seen else load(unl_dir, name, keep_lines, non_text)
         use = ~np.isin(srcu, list(text_without))
         su, yu = su[use], yu[use]
         t_dev = c["threshold"]
@@ -67,4 +79,5 @@ def main(unl_dir, new_dir, keep_lines=False, text_without=()):
 
 if __name__ == "__main__":
     without = sys.argv[sys.argv.index("--text_without") + 1].split(",") if "--text_without" in sys.argv else ()
-    main(*sys.argv[1:3], keep_lines="--keep_lines" in sys.argv, text_without=without)
+    audit = read_audit(sys.argv[sys.argv.index("--audit") + 1]) if "--audit" in sys.argv else frozenset()
+    main(*sys.argv[1:3], keep_lines="--keep_lines" in sys.argv, text_without=without, non_text=audit)

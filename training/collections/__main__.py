@@ -1,4 +1,4 @@
-"""``python -m training.collections {screen,rescreen,build,sheets,summary}``: see the package docstring."""
+"""``python -m training.collections {screen,rescreen,relabel,build,sheets,summary}``: see the package docstring."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from training.collections.manifest import KINDS, MANIFEST_DIR, load_manifests
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.collections", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("screen", "rescreen", "build", "sheets", "summary"):
+    for name in ("screen", "rescreen", "relabel", "build", "sheets", "summary"):
         p = sub.add_parser(name)
         p.add_argument("--manifests", default=str(MANIFEST_DIR), help="folder of manifests")
         p.add_argument("--labels", default=str(LABELS_DIR), help="folder of the committed labels files")
@@ -30,6 +30,9 @@ def main(argv=None) -> int:
             p.add_argument("--limit", type=int, default=None, help="stop after this many images")
             p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
             p.add_argument("--det_min_side", type=int, default=320, help="enlarge smaller images to this short side")
+        if name == "relabel":
+            p.add_argument("--audit", required=True,
+                           help="audit file: collection<TAB>path<TAB>label<TAB>note a line (training.collections.audit)")
         if name == "build":
             p.add_argument("--out", required=True, help="pool root (outside git)")
         if name == "sheets":
@@ -51,6 +54,13 @@ def main(argv=None) -> int:
         from training.collections.screen import rescreen_collections
 
         print(json.dumps(rescreen_collections(manifests, args.labels)))
+    elif args.command == "relabel":
+        from training.collections.audit import apply_audit, read_audit
+
+        result = apply_audit(read_audit(args.audit), args.labels)
+        print(json.dumps(result, indent=1))
+        if result["not_found"]:
+            logging.warning("%d audited images are not in their labels files", len(result["not_found"]))
     elif args.command == "build":
         from training.collections.build import build_pool
 

@@ -128,8 +128,9 @@ def needs_ocr(manifest: Manifest) -> bool:
 
 def rescreen_entry(entry: dict, kind: str) -> dict:
     """A labels-file entry with the rule applied again to what it stores (the legible boxes
-    count as read above the threshold, the ``ignore`` boxes as unread)."""
-    if "error" in entry:
+    count as read above the threshold, the ``ignore`` boxes as unread). An entry a person has
+    audited (``training.collections.audit``) keeps its label."""
+    if "error" in entry or "audit" in entry:
         return entry
     boxes = entry["boxes"] + entry["ignore"]
     texts = entry["texts"] + [""] * len(entry["ignore"])
