@@ -79,5 +79,5 @@ def main(unl_dir, new_dir, keep_lines=False, text_without=(), non_text=frozenset
 
 if __name__ == "__main__":
     without = sys.argv[sys.argv.index("--text_without") + 1].split(",") if "--text_without" in sys.argv else ()
-    audit = read_audit(sys.argv[sys.argv.index("--audit") + 1]) if "--audit" in sys.argv else frozenset()
-    main(*sys.argv[1:3], keep_lines="--keep_lines" in sys.argv, text_without=without, non_text=audit)
+    audited = read_audit(sys.argv[sys.argv.index("--audit") + 1]) if "--audit" in sys.argv else frozenset()
+    main(*sys.argv[1:3], keep_lines="--keep_lines" in sys.argv, text_without=without, non_text=audited)

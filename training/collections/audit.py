@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from training.collections.labels import LABELS_DIR, NON_TEXT, TEXT, UNLABELLED, LabelsWriter, labels_path, read_labels
+from training.collections.labels import LABELS_DIR, NON_TEXT, TEXT, UNLABELLED, labels_path, read_labels, rewrite_labels
 
 LABELS = (TEXT, NON_TEXT, UNLABELLED)
 
@@ -85,9 +85,5 @@ def apply_audit(rows: Iterable[AuditRow], labels_dir: str | Path = LABELS_DIR) -
             entries[row.path] = new
         changed[name] = count
         if count:
-            tmp = path.with_suffix(".jsonl.tmp-relabel")
-            with LabelsWriter(tmp) as w:
-                for e in entries.values():
-                    w.write(e)
-            tmp.replace(path)
+            rewrite_labels(path, entries.values())
     return {"changed": changed, "not_found": not_found}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable
 
 LABELS_DIR = Path(__file__).resolve().parent / "labels"
 TEXT, NON_TEXT, UNLABELLED = 1, 0, -1
@@ -61,3 +62,14 @@ class LabelsWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def rewrite_labels(path: str | Path, entries: Iterable[dict]) -> None:
+    """Replace a labels file with ``entries`` (written beside it first, then moved over it, so
+    an interrupted rewrite leaves the old file whole)."""
+    path = Path(path)
+    tmp = path.with_suffix(".jsonl.tmp-rewrite")
+    with LabelsWriter(tmp) as w:
+        for e in entries:
+            w.write(e)
+    tmp.replace(path)

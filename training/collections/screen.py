@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from training.collections.gitsource import DEFAULT_MIRROR, GitSource, git_dir_of
-from training.collections.labels import LABELS_DIR, NON_TEXT, TEXT, UNLABELLED, LabelsWriter, labels_path, read_labels
+from training.collections.labels import LABELS_DIR, NON_TEXT, TEXT, UNLABELLED, LabelsWriter, labels_path, read_labels, rewrite_labels
 from training.collections.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -211,9 +211,5 @@ def rescreen_collections(manifests: Iterable[Manifest], labels_dir: str | Path =
         entries = list(read_labels(path).values())
         new = [rescreen_entry(e, m.kind) for e in entries]
         changed[m.name] = sum(a != b for a, b in zip(entries, new))
-        tmp = path.with_suffix(".jsonl.tmp-rescreen")
-        with LabelsWriter(tmp) as w:
-            for e in new:
-                w.write(e)
-        tmp.replace(path)
+        rewrite_labels(path, new)
     return changed
