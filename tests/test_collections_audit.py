@@ -89,3 +89,15 @@ def test_relabel_command_then_build_gives_the_pool_the_audited_label(collection,
     build_pool([collection.manifest], collection.pool, collection.mirror, collection.labels)
     (record,) = load_records(collection.pool)
     assert record.path == "images/tiny/imgs/small.jpg" and record.label == 0 and record.boxes == []
+
+
+def test_relabel_command_with_a_missing_or_malformed_audit_file_is_a_usage_error(tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("faces\tfaces/a.jpg\tzero\tnote\n", encoding="utf-8")
+    for audit in (tmp_path / "missing.tsv", bad):
+        with pytest.raises(SystemExit) as stop:
+            collections_main(["relabel", "--labels", str(tmp_path / "labels"), "--audit", str(audit),
+                              "--manifests", str(tmp_path / "no-manifests")])
+        assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "missing.tsv" in err and "bad.tsv:1: expected collection" in err

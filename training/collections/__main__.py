@@ -57,7 +57,11 @@ def main(argv=None) -> int:
     elif args.command == "relabel":
         from training.collections.audit import apply_audit, read_audit
 
-        result = apply_audit(read_audit(args.audit), args.labels)
+        try:
+            rows = read_audit(args.audit)
+        except (OSError, ValueError) as e:
+            parser.error(f"relabel: {e}")
+        result = apply_audit(rows, args.labels)
         print(json.dumps(result, indent=1))
         if result["not_found"]:
             logging.warning("%d audited images are not in their labels files", len(result["not_found"]))
