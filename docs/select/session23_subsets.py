@@ -6,35 +6,14 @@ threshold for every student).
 Usage: PYTHONPATH=. python docs/select/session23_subsets.py runs/select23p [--keep_lines]"""
 import collections
 import glob
-import re
 import sys
 
 import numpy as np
 
 from training import metrics
+from training.neverseen import kept, mean_spread, recipe_of
 
 SIX = {"autnt-nontext", "dtd-textures", "sign-digits", "mattermost-ui", "ocrd-documents", "sroie-receipts"}
-LINES = "/linegt/"  # the text-line strips' folder
-
-
-def kept(z, keep_lines=False):
-    """Which rows of a training.select score file to use: all, or all but the text-line strips."""
-    return np.ones(len(z["scores"]), bool) if keep_lines else np.char.find(z["paths"].astype(str), LINES) < 0
-
-
-def recipe_of(name):
-    """The recipe of a candidate: the name before -sN (seed) or -bBASE (a base's soup or fine-tune);
-    the shipped student is one of wide104's."""
-    if name == "shipped":
-        return "wide104"
-    m = re.match(r"^(.*)-(s\d+|b(?:shipped|s\d+))$", name)
-    return m.group(1) if m else name
-
-
-def mean_spread(values) -> str:
-    """"mean ± half the range" of a recipe's per-seed figures (one seed: the figure alone)."""
-    v = list(values)
-    return f"{np.mean(v):.3f} ± {(max(v) - min(v)) / 2:.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
 
 def fig(s, y):

@@ -25,7 +25,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from session23_subsets import kept, mean_spread, recipe_of  # this script's folder is on sys.path when it runs
+from training.neverseen import kept, mean_spread, recipe_of
 from training import metrics
 from training.collections.screen import box_area
 

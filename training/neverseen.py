@@ -1,0 +1,238 @@
+"""The never-seen basis: how recipes are ranked since session 30.
+
+Dev (104 non-text images) and the five source folds cannot rank recipes whose teacher trained on
+the pool, so candidates are judged on images no run and no teacher has seen: the evaluation-only
+collections (``build --eval_only``: weather, portraits with masks, clothing, benchmark photos) and
+the people pool's text (``build --collections utkface flickr8k human-seg grocery-produce``), both
+scored by ``training.select`` (one ``--out`` folder per pool, the same candidates in both)::
+
+    python -m training.neverseen runs/selP runs/selN --baseline kdTuP20 \\
+        [--recorded kdTuP20=0.466,0.464,0.462,0.449] [--seeds 4] [--out runs/neverseen.md]
+
+Per candidate, the evaluation-only non-text rejected
+
+- at the candidate's own dev threshold (``threshold`` in ``select.json``: the product's rule), with
+  that rejection per collection, and
+- at the threshold for recall 0.95 on every text image of both pools (the ranking figure; 562
+  text images since session 30's audit, free of the dev threshold's noise),
+
+and the recall of that text at the dev threshold. Per recipe (candidate names ``RECIPE-sN``) the
+mean +- half the range over seeds, and against ``--baseline`` the project's seed-spread rule
+(``training.crossval.spread_rule``). ``--recorded NAME=v,v,..`` adds a recipe's per-seed ranking
+figures measured earlier on the same basis (students no longer on disk); ``--seeds N`` says, for a
+recipe with fewer seeds, whether any further seeds could still make it win (``could_still_win``).
+
+A candidate missing from the first folder trained on that pool and is judged on the
+evaluation-only text alone. ``--audit TSV`` relabels images a person called non-text
+(``training.collections.audit``; pools built before session 30 need it), ``--text_without SRC,..``
+leaves those collections' text out of the threshold, and the text-line strips of ocrd-documents
+(``linegt/``) are left out unless ``--keep_lines``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from training import metrics
+from training.crossval import spread_rule
+
+LINES = "/linegt/"  # ocrd-documents' text-line strips (~800x40 px single printed lines)
+FIGURES = ("rej_dev", "rej95", "recall_dev")
+RANKING = "rej95"
+
+
+def kept(z, keep_lines: bool = False) -> np.ndarray:
+    """Which rows of a training.select score file to use: all, or all but the text-line strips."""
+    return np.ones(len(z["scores"]), bool) if keep_lines else np.char.find(z["paths"].astype(str), LINES) < 0
+
+
+def recipe_of(name: str) -> str:
+    """The recipe of a candidate: the name before -sN (seed) or -bBASE (a base's soup or fine-tune);
+    the shipped student of sessions 15-25 (``shipped``) is one of wide104's."""
+    if name == "shipped":
+        return "wide104"
+    m = re.match(r"^(.*)-(s\d+|b(?:shipped|s\d+))$", name)
+    return m.group(1) if m else name
+
+
+def half_range(values: Sequence[float]) -> float:
+    return (max(values) - min(values)) / 2
+
+
+def mean_spread(values: Iterable[float]) -> str:
+    """"mean ± half the range" of a recipe's per-seed figures (one seed: the figure alone)."""
+    v = list(values)
+    return f"{np.mean(v):.3f} ± {half_range(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
+def audited_non_text(path) -> frozenset[str]:
+    """The pool paths of the images an audit file (``training.collections.audit``) calls non-text."""
+    from training.collections import audit
+    from training.collections.manifest import load_manifests
+    rows = [r for r in audit.read_audit(path) if r.label == 0]
+    manifests = {m.name: m for m in load_manifests(names={r.collection for r in rows})}
+    return frozenset(manifests[r.collection].stored_path(r.path) for r in rows)
+
+
+def load_scores(folder, name: str, keep_lines: bool = True, non_text: frozenset[str] = frozenset()):
+    """A candidate's per-image scores, labels and collections from a training.select folder."""
+    z = np.load(Path(folder) / f"{name.replace('/', '_')}_scores.npz")
+    keep = kept(z, keep_lines)
+    labels = np.where(np.isin(z["paths"], list(non_text)), 0, z["labels"])
+    return z["scores"][keep], labels[keep], z["sources"][keep]
+
+
+def candidate_rows(text_dir, eval_dir, keep_lines: bool = False, text_without: Sequence[str] = (),
+                   non_text: frozenset[str] = frozenset()) -> list[dict]:
+    """One row per candidate of ``eval_dir/select.json`` (see the module's docstring)."""
+    cands = json.loads((Path(eval_dir) / "select.json").read_text())["candidates"]
+    rows = []
+    for name, cand in cands.items():
+        sn, yn, srcn = load_scores(eval_dir, name, non_text=non_text)
+        seen = not (Path(text_dir) / f"{name.replace('/', '_')}_scores.npz").exists()
+        if seen:  # trained on the text pool: judged on the evaluation-only text alone
+            su, yu = sn[:0], yn[:0]
+        else:
+            su, yu, srcu = load_scores(text_dir, name, keep_lines, non_text)
+            use = ~np.isin(srcu, list(text_without))
+            su, yu = su[use], yu[use]
+        text = np.concatenate([su[yu == 1], sn[yn == 1]])
+        neg = sn[yn == 0]
+        if not len(text) or not len(neg):
+            raise ValueError(f"{name}: the basis needs text and non-text images ({len(text)} / {len(neg)})")
+        t95 = metrics.threshold_for_recall(np.concatenate([text, neg]),
+                                           np.concatenate([np.ones(len(text)), np.zeros(len(neg))]), 0.95)
+        t_dev = cand["threshold"]
+        rows.append({"name": name, "recipe": recipe_of(name), "text_pool_seen": seen, "n_text": int(len(text)),
+                     "n_non_text": int(len(neg)), "threshold": float(t_dev), "threshold95": float(t95),
+                     "rej_dev": float((neg < t_dev).mean()), "rej95": float((neg < t95).mean()),
+                     "recall_dev": float((text >= t_dev).mean()),
+                     "by_source": {s: float((sn[(yn == 0) & (srcn == s)] < t_dev).mean())
+                                   for s in sorted(set(srcn[yn == 0].tolist()))}})
+    return rows
+
+
+def could_still_win(seeds: Sequence[float], base: Sequence[float], n_seeds: int, grid: int = 1001) -> bool:
+    """Whether ``n_seeds - len(seeds)`` more seeds could make a recipe with per-seed ranking figures
+    ``seeds`` win against ``base`` by the seed-spread rule. For any best value M of the new seeds,
+    giving all of them M raises the mean most without widening the range further, so it is enough
+    to try every M (on a grid over [0, 1])."""
+    more = n_seeds - len(seeds)
+    if more <= 0:
+        return spread_rule(float(np.mean(seeds)), half_range(seeds), float(np.mean(base)), half_range(base)).split()[1] == "win"
+    base_mean, base_spread = float(np.mean(base)), half_range(base)
+    for m in np.linspace(0.0, 1.0, grid):
+        values = list(seeds) + [float(m)] * more
+        if np.mean(values) - base_mean > max(half_range(values), base_spread):
+            return True
+    return False
+
+
+def recipe_rows(rows: Sequence[dict], recorded: dict[str, Sequence[float]] | None = None,
+                baseline: str | None = None, n_seeds: int | None = None) -> dict[str, dict]:
+    """Per recipe: its seeds' figures (``FIGURES``; recorded recipes have the ranking figure only),
+    and against ``baseline`` the seed-spread verdict and, below ``n_seeds`` seeds, whether more seeds
+    could still make it win."""
+    out: dict[str, dict] = {}
+    for name, values in (recorded or {}).items():
+        out[name] = {"members": [f"{name}-recorded{i}" for i in range(len(values))], RANKING: [float(v) for v in values],
+                     "recorded": True}
+    for row in rows:
+        recipe = out.setdefault(row["recipe"], {"members": [], **{f: [] for f in FIGURES}, "recorded": False})
+        if recipe["recorded"]:
+            raise ValueError(f"recipe {row['recipe']!r} is both recorded and scored: name one")
+        recipe["members"].append(row["name"])
+        for f in FIGURES:
+            recipe[f].append(row[f])
+    for recipe in out.values():
+        recipe["n"] = len(recipe[RANKING])
+    if baseline is not None:
+        if baseline not in out:
+            raise ValueError(f"baseline {baseline!r} is not a recipe here ({', '.join(out) or 'none'})")
+        base = out[baseline][RANKING]
+        for name, recipe in out.items():
+            if name == baseline:
+                continue
+            v = recipe[RANKING]
+            recipe["verdict"] = spread_rule(float(np.mean(v)), half_range(v), float(np.mean(base)), half_range(base))
+            if n_seeds and recipe["n"] < n_seeds:
+                recipe["could_still_win"] = could_still_win(v, base, n_seeds)
+    return out
+
+
+def markdown(rows: Sequence[dict], recipes: dict[str, dict], baseline: str | None = None) -> str:
+    srcs = sorted({s for r in rows for s in r["by_source"]})
+    lines = ["| candidate | non-text rejected at dev threshold | at recall 0.95 on the never-seen text | "
+             "text recall at dev threshold | " + " | ".join(srcs) + " |", "|---" * (4 + len(srcs)) + "|"]
+    for r in rows:
+        name = r["name"] + (" (trained on the text pool: its own text only)" if r["text_pool_seen"] else "")
+        lines.append(f"| {name} | {r['rej_dev']:.3f} | {r['rej95']:.3f} | {r['recall_dev']:.3f} | "
+                     + " | ".join(f"{r['by_source'].get(s, float('nan')):.3f}" for s in srcs) + " |")
+    lines += ["", "| recipe | n | rejected at dev threshold | rejected at recall 0.95 | text recall at dev threshold"
+              + (f" | against {baseline}" if baseline else "") + " |",
+              "|---" * (5 + bool(baseline)) + "|"]
+    for name, recipe in recipes.items():
+        cells = [mean_spread(recipe[f]) if recipe.get(f) else "-" for f in FIGURES]
+        verdict = ""
+        if baseline:
+            verdict = " | baseline" if name == baseline else f" | {recipe['verdict']}" + (
+                "" if "could_still_win" not in recipe else
+                "; more seeds could still win" if recipe["could_still_win"] else "; no further seeds can win")
+        note = " (recorded)" if recipe["recorded"] else ""
+        lines.append(f"| {name}{note} | {recipe['n']} | " + " | ".join(cells) + verdict + " |")
+    return "\n".join(lines)
+
+
+def parse_recorded(specs: Sequence[str]) -> dict[str, list[float]]:
+    out = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        try:
+            out[name] = [float(v) for v in values.split(",")]
+        except ValueError:
+            out[name] = []
+        if not sep or not name or not out[name]:
+            raise ValueError(f"--recorded takes NAME=v,v,...: got {spec!r}")
+    return out
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m training.neverseen", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("text_dir", help="training.select --out of the pool whose text joins the threshold (people pool)")
+    parser.add_argument("eval_dir", help="training.select --out of the evaluation-only pool")
+    parser.add_argument("--baseline", default=None, help="a recipe to judge the others against (seed-spread rule)")
+    parser.add_argument("--recorded", nargs="*", default=[], metavar="NAME=v,v",
+                        help="a recipe's per-seed ranking figures measured earlier on the same basis")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds a recipe is judged with (says whether more could win)")
+    parser.add_argument("--audit", default=None, help="an audit file whose non-text verdicts relabel the pools' images")
+    parser.add_argument("--text_without", default="", help="collections (comma-separated) whose text is left out")
+    parser.add_argument("--keep_lines", action="store_true", help="keep ocrd-documents' text-line strips")
+    parser.add_argument("--out", default=None, help="also write the tables here (.md) and the figures beside it (.json)")
+    args = parser.parse_args(argv)
+    try:
+        recorded = parse_recorded(args.recorded)
+        non_text = audited_non_text(args.audit) if args.audit else frozenset()
+        rows = candidate_rows(args.text_dir, args.eval_dir, args.keep_lines,
+                              [s for s in args.text_without.split(",") if s], non_text)
+        recipes = recipe_rows(rows, recorded, args.baseline, args.seeds)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    table = markdown(rows, recipes, args.baseline)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table + "\n")
+        out.with_suffix(".json").write_text(json.dumps({"candidates": rows, "recipes": recipes}, indent=2))
+    return {"candidates": rows, "recipes": recipes}
+
+
+if __name__ == "__main__":
+    main()
