@@ -77,7 +77,7 @@ def test_keep_lines_text_without_and_audit_change_the_text_side(basis):
 
 
 def test_recipes_recorded_rows_and_verdicts():
-    rows = [{"name": n, "recipe": recipe_of(n), "rej_dev": 0.6, "rej95": v, "recall_dev": 0.9}
+    rows = [{"name": n, "recipe": recipe_of(n), "rej_dev": 0.6, "rej95": v, "recall_dev": 0.9, "by_source": {"x": v}}
             for n, v in (("kdOnly-s0", 0.50), ("kdOnly-s2", 0.52), ("ref-s4", 0.31), ("ref-s5", 0.32))]
     recipes = recipe_rows(rows, {"kdTuP20": KDTUP20}, baseline="kdTuP20", n_seeds=4)
     assert recipes["kdTuP20"]["recorded"] and recipes["kdTuP20"]["n"] == 4
@@ -113,6 +113,9 @@ def test_cli_writes_tables_and_rejects_bad_flags(basis, tmp_path, capsys):
     assert "| a | 2 |" in out.read_text() and "| old (recorded) | 2 |" in out.read_text()
     assert json.loads(out.with_suffix(".json").read_text())["recipes"]["old"]["could_still_win"] is False
     assert result["recipes"]["a"]["n"] == 2
+    by_seed = [r["by_source"]["faces"] for r in result["candidates"] if r["recipe"] == "a"]
+    assert result["recipes"]["a"]["by_source"]["faces"] == pytest.approx(np.mean(by_seed))
+    assert "mean over seeds" in out.read_text()
     for bad in (["--recorded", "old=x"], ["--recorded", "old"], ["--baseline", "nope"]):
         with pytest.raises(SystemExit) as exc:
             main([str(root / "p"), str(root / "n"), *bad])

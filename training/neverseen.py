@@ -150,8 +150,12 @@ def recipe_rows(rows: Sequence[dict], recorded: dict[str, Sequence[float]] | Non
         recipe["members"].append(row["name"])
         for f in FIGURES:
             recipe[f].append(row[f])
+        recipe.setdefault("by_source_seeds", []).append(row["by_source"])
     for recipe in out.values():
         recipe["n"] = len(recipe[RANKING])
+        seeds = recipe.pop("by_source_seeds", [])
+        if seeds:  # each collection's non-text rejected at the dev threshold, mean over seeds
+            recipe["by_source"] = {s: float(np.mean([b[s] for b in seeds])) for s in seeds[0]}
     if baseline is not None:
         if baseline not in out:
             raise ValueError(f"baseline {baseline!r} is not a recipe here ({', '.join(out) or 'none'})")
@@ -186,6 +190,12 @@ def markdown(rows: Sequence[dict], recipes: dict[str, dict], baseline: str | Non
                 "; more seeds could still win" if recipe["could_still_win"] else "; no further seeds can win")
         note = " (recorded)" if recipe["recorded"] else ""
         lines.append(f"| {name}{note} | {recipe['n']} | " + " | ".join(cells) + verdict + " |")
+    scored = {name: recipe for name, recipe in recipes.items() if recipe.get("by_source")}
+    if scored:
+        lines += ["", "Each collection's non-text rejected at the dev threshold, mean over seeds:", "",
+                  "| recipe | " + " | ".join(srcs) + " |", "|---" * (1 + len(srcs)) + "|"]
+        lines += [f"| {name} | " + " | ".join(f"{recipe['by_source'].get(s, float('nan')):.3f}" for s in srcs) + " |"
+                  for name, recipe in scored.items()]
     return "\n".join(lines)
 
 
