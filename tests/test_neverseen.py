@@ -80,12 +80,14 @@ def test_recipes_recorded_rows_and_verdicts():
     rows = [{"name": n, "recipe": recipe_of(n), "rej_dev": 0.6, "rej95": v, "recall_dev": 0.9, "by_source": {"x": v}}
             for n, v in (("kdOnly-s0", 0.50), ("kdOnly-s2", 0.52), ("ref-s4", 0.31), ("ref-s5", 0.32))]
     recipes = recipe_rows(rows, {"kdTuP20": KDTUP20}, baseline="kdTuP20", n_seeds=4)
-    assert recipes["kdTuP20"]["recorded"] and recipes["kdTuP20"]["n"] == 4
+    assert recipes["kdTuP20"]["n_recorded"] == 4 and recipes["kdTuP20"]["n"] == 4
     assert recipes["kdOnly"]["n"] == 2 and recipes["kdOnly"]["verdict"].startswith("+0.050 win")
     assert recipes["kdOnly"]["could_still_win"] and not recipes["ref"]["could_still_win"]
     assert "verdict" not in recipes["kdTuP20"]
-    with pytest.raises(ValueError, match="both recorded and scored"):
-        recipe_rows(rows, {"kdOnly": [0.4, 0.5]})
+    # recorded seeds join a recipe's scored ones in the ranking figure only
+    merged = recipe_rows(rows, {"ref": [0.318, 0.310]})["ref"]
+    assert merged["rej95"] == [0.318, 0.310, 0.31, 0.32] and merged["n"] == 4 and merged["n_recorded"] == 2
+    assert merged["rej_dev"] == [0.6, 0.6]
     with pytest.raises(ValueError, match="baseline"):
         recipe_rows(rows, baseline="nope")
 
@@ -110,7 +112,7 @@ def test_cli_writes_tables_and_rejects_bad_flags(basis, tmp_path, capsys):
     out = tmp_path / "out" / "neverseen.md"
     result = main([str(root / "p"), str(root / "n"), "--baseline", "a", "--recorded", "old=0.2,0.25",
                    "--seeds", "4", "--out", str(out)])
-    assert "| a | 2 |" in out.read_text() and "| old (recorded) | 2 |" in out.read_text()
+    assert "| a | 2 |" in out.read_text() and "| old | 2 (2 recorded) |" in out.read_text()
     assert json.loads(out.with_suffix(".json").read_text())["recipes"]["old"]["could_still_win"] is False
     assert result["recipes"]["a"]["n"] == 2
     by_seed = [r["by_source"]["faces"] for r in result["candidates"] if r["recipe"] == "a"]

@@ -18,8 +18,8 @@ Per candidate, the evaluation-only non-text rejected
 
 and the recall of that text at the dev threshold. Per recipe (candidate names ``RECIPE-sN``) the
 mean +- half the range over seeds, and against ``--baseline`` the project's seed-spread rule
-(``training.crossval.spread_rule``). ``--recorded NAME=v,v,..`` adds a recipe's per-seed ranking
-figures measured earlier on the same basis (students no longer on disk); ``--seeds N`` says, for a
+(``training.crossval.spread_rule``). ``--recorded NAME=v,v,..`` adds per-seed ranking figures
+measured earlier on the same basis (students no longer on disk) to a recipe's scored seeds, if any; ``--seeds N`` says, for a
 recipe with fewer seeds, whether any further seeds could still make it win (``could_still_win``).
 
 A candidate missing from the first folder trained on that pool and is judged on the
@@ -136,21 +136,22 @@ def could_still_win(seeds: Sequence[float], base: Sequence[float], n_seeds: int,
 
 def recipe_rows(rows: Sequence[dict], recorded: dict[str, Sequence[float]] | None = None,
                 baseline: str | None = None, n_seeds: int | None = None) -> dict[str, dict]:
-    """Per recipe: its seeds' figures (``FIGURES``; recorded recipes have the ranking figure only),
+    """Per recipe: its seeds' figures (``FIGURES``; recorded seeds have the ranking figure only),
     and against ``baseline`` the seed-spread verdict and, below ``n_seeds`` seeds, whether more seeds
     could still make it win."""
     out: dict[str, dict] = {}
-    for name, values in (recorded or {}).items():
-        out[name] = {"members": [f"{name}-recorded{i}" for i in range(len(values))], RANKING: [float(v) for v in values],
-                     "recorded": True}
     for row in rows:
-        recipe = out.setdefault(row["recipe"], {"members": [], **{f: [] for f in FIGURES}, "recorded": False})
-        if recipe["recorded"]:
-            raise ValueError(f"recipe {row['recipe']!r} is both recorded and scored: name one")
+        recipe = out.setdefault(row["recipe"], {"members": [], **{f: [] for f in FIGURES}, "n_recorded": 0})
         recipe["members"].append(row["name"])
         for f in FIGURES:
             recipe[f].append(row[f])
         recipe.setdefault("by_source_seeds", []).append(row["by_source"])
+    for name, values in (recorded or {}).items():
+        # seeds measured earlier on the same basis join the ranking figure (the other figures stay the scored seeds')
+        recipe = out.setdefault(name, {"members": [], **{f: [] for f in FIGURES}, "n_recorded": 0})
+        recipe[RANKING] = [float(v) for v in values] + recipe[RANKING]
+        recipe["members"] = [f"{name}-recorded{i}" for i in range(len(values))] + recipe["members"]
+        recipe["n_recorded"] = len(values)
     for recipe in out.values():
         recipe["n"] = len(recipe[RANKING])
         seeds = recipe.pop("by_source_seeds", [])
@@ -188,8 +189,8 @@ def markdown(rows: Sequence[dict], recipes: dict[str, dict], baseline: str | Non
             verdict = " | baseline" if name == baseline else f" | {recipe['verdict']}" + (
                 "" if "could_still_win" not in recipe else
                 "; more seeds could still win" if recipe["could_still_win"] else "; no further seeds can win")
-        note = " (recorded)" if recipe["recorded"] else ""
-        lines.append(f"| {name}{note} | {recipe['n']} | " + " | ".join(cells) + verdict + " |")
+        n = f"{recipe['n']} ({recipe['n_recorded']} recorded)" if recipe["n_recorded"] else str(recipe["n"])
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + verdict + " |")
     scored = {name: recipe for name, recipe in recipes.items() if recipe.get("by_source")}
     if scored:
         lines += ["", "Each collection's non-text rejected at the dev threshold, mean over seeds:", "",
