@@ -84,6 +84,8 @@ def test_recipes_recorded_rows_and_verdicts():
     assert recipes["kdOnly"]["n"] == 2 and recipes["kdOnly"]["verdict"].startswith("+0.050 win")
     assert recipes["kdOnly"]["could_still_win"] and not recipes["ref"]["could_still_win"]
     assert "verdict" not in recipes["kdTuP20"]
+    one = recipe_rows(rows[:1], {"kdTuP20": KDTUP20}, baseline="kdTuP20", n_seeds=4)["kdOnly"]
+    assert one["verdict"] == "needs 2 seeds" and one["could_still_win"]
     # recorded seeds join a recipe's scored ones in the ranking figure only
     merged = recipe_rows(rows, {"ref": [0.318, 0.310]})["ref"]
     assert merged["rej95"] == [0.318, 0.310, 0.31, 0.32] and merged["n"] == 4 and merged["n_recorded"] == 2

@@ -165,7 +165,8 @@ def recipe_rows(rows: Sequence[dict], recorded: dict[str, Sequence[float]] | Non
             if name == baseline:
                 continue
             v = recipe[RANKING]
-            recipe["verdict"] = spread_rule(float(np.mean(v)), half_range(v), float(np.mean(base)), half_range(base))
+            recipe["verdict"] = ("needs 2 seeds" if min(len(v), len(base)) < 2 else
+                                 spread_rule(float(np.mean(v)), half_range(v), float(np.mean(base)), half_range(base)))
             if n_seeds and recipe["n"] < n_seeds:
                 recipe["could_still_win"] = could_still_win(v, base, n_seeds)
     return out
