@@ -292,7 +292,7 @@ def summarise(results: Sequence[dict], rule: str = "max") -> dict:
         per_seed = {m: [float(np.mean([seed[f][m] for f in source_folds])) for seed in complete] for m in METRICS}
         row["source_folds"] = source_folds
         row["mean"] = {m: float(np.mean(v)) if v else None for m, v in per_seed.items()}
-        row["spread"] = {m: float((max(v) - min(v)) / 2) if len(v) > 1 else None for m, v in per_seed.items()}
+        row["spread"] = {m: half_range(v) if len(v) > 1 else None for m, v in per_seed.items()}
         row["n_complete_seeds"] = len(complete)
         row["complete_seeds"] = sorted(seed for seed, folds in row["seeds"].items() if set(folds) == set(source_folds))
     return out
@@ -379,6 +379,11 @@ def verdict(row: dict, base: dict, metric: str = "reject@r95") -> str:
     if min(row["n_complete_seeds"], base["n_complete_seeds"]) < 2:
         return "needs 2 seeds"
     return spread_rule(row["mean"][metric], row["spread"][metric], base["mean"][metric], base["spread"][metric])
+
+
+def half_range(values: Sequence[float]) -> float:
+    """A recipe's seed spread: half the range of its per-seed figures."""
+    return float((max(values) - min(values)) / 2)
 
 
 def spread_rule(mean: float, spread: float, base_mean: float, base_spread: float) -> str:

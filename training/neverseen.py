@@ -40,7 +40,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from training import metrics
-from training.crossval import spread_rule
+from training.crossval import half_range, spread_rule
+from training.select import scores_file
 
 LINES = "/linegt/"  # ocrd-documents' text-line strips (~800x40 px single printed lines)
 FIGURES = ("rej_dev", "rej95", "recall_dev")
@@ -61,10 +62,6 @@ def recipe_of(name: str) -> str:
     return m.group(1) if m else name
 
 
-def half_range(values: Sequence[float]) -> float:
-    return (max(values) - min(values)) / 2
-
-
 def mean_spread(values: Iterable[float]) -> str:
     """"mean ± half the range" of a recipe's per-seed figures (one seed: the figure alone)."""
     v = list(values)
@@ -82,7 +79,7 @@ def audited_non_text(path) -> frozenset[str]:
 
 def load_scores(folder, name: str, keep_lines: bool = True, non_text: frozenset[str] = frozenset()):
     """A candidate's per-image scores, labels and collections from a training.select folder."""
-    z = np.load(Path(folder) / f"{name.replace('/', '_')}_scores.npz")
+    z = np.load(scores_file(folder, name))
     keep = kept(z, keep_lines)
     labels = np.where(np.isin(z["paths"], list(non_text)), 0, z["labels"])
     return z["scores"][keep], labels[keep], z["sources"][keep]
@@ -95,7 +92,7 @@ def candidate_rows(text_dir, eval_dir, keep_lines: bool = False, text_without: S
     rows = []
     for name, cand in cands.items():
         sn, yn, srcn = load_scores(eval_dir, name, non_text=non_text)
-        seen = not (Path(text_dir) / f"{name.replace('/', '_')}_scores.npz").exists()
+        seen = not scores_file(text_dir, name).exists()
         if seen:  # trained on the text pool: judged on the evaluation-only text alone
             su, yu = sn[:0], yn[:0]
         else:
@@ -123,15 +120,15 @@ def could_still_win(seeds: Sequence[float], base: Sequence[float], n_seeds: int,
     ``seeds`` win against ``base`` by the seed-spread rule. For any best value M of the new seeds,
     giving all of them M raises the mean most without widening the range further, so it is enough
     to try every M (on a grid over [0, 1])."""
+    base_mean, base_spread = float(np.mean(base)), half_range(base)
+
+    def wins(values):  # crossval.spread_rule's "win"
+        return np.mean(values) - base_mean > max(half_range(values), base_spread)
+
     more = n_seeds - len(seeds)
     if more <= 0:
-        return spread_rule(float(np.mean(seeds)), half_range(seeds), float(np.mean(base)), half_range(base)).split()[1] == "win"
-    base_mean, base_spread = float(np.mean(base)), half_range(base)
-    for m in np.linspace(0.0, 1.0, grid):
-        values = list(seeds) + [float(m)] * more
-        if np.mean(values) - base_mean > max(half_range(values), base_spread):
-            return True
-    return False
+        return bool(wins(seeds))
+    return any(wins(list(seeds) + [float(m)] * more) for m in np.linspace(0.0, 1.0, grid))
 
 
 def recipe_rows(rows: Sequence[dict], recorded: dict[str, Sequence[float]] | None = None,
@@ -140,15 +137,19 @@ def recipe_rows(rows: Sequence[dict], recorded: dict[str, Sequence[float]] | Non
     and against ``baseline`` the seed-spread verdict and, below ``n_seeds`` seeds, whether more seeds
     could still make it win."""
     out: dict[str, dict] = {}
+
+    def recipe_entry(name):
+        return out.setdefault(name, {"members": [], **{f: [] for f in FIGURES}, "n_recorded": 0})
+
     for row in rows:
-        recipe = out.setdefault(row["recipe"], {"members": [], **{f: [] for f in FIGURES}, "n_recorded": 0})
+        recipe = recipe_entry(row["recipe"])
         recipe["members"].append(row["name"])
         for f in FIGURES:
             recipe[f].append(row[f])
         recipe.setdefault("by_source_seeds", []).append(row["by_source"])
     for name, values in (recorded or {}).items():
         # seeds measured earlier on the same basis join the ranking figure (the other figures stay the scored seeds')
-        recipe = out.setdefault(name, {"members": [], **{f: [] for f in FIGURES}, "n_recorded": 0})
+        recipe = recipe_entry(name)
         recipe[RANKING] = [float(v) for v in values] + recipe[RANKING]
         recipe["members"] = [f"{name}-recorded{i}" for i in range(len(values))] + recipe["members"]
         recipe["n_recorded"] = len(values)

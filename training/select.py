@@ -49,13 +49,18 @@ from model.registry import load_checkpoint
 from model.regions import DEFAULT_SCORE_RULE, SCORE_RULES, image_score
 from training import metrics
 from training.config import DataConfig, default_data_root
-from training.crossval import spread_rule
+from training.crossval import half_range, spread_rule
 from training.data import batches
 from training.engine import predict_many
 from training.evaluate import ALL_SPLITS, split_dataset
 from training.score_cache import ScoreCache, in_order
 
 log = logging.getLogger("training.select")
+
+
+def scores_file(out: str | Path, name: str) -> Path:
+    """Where ``main`` keeps a candidate's per-image scores in its ``--out`` folder."""
+    return Path(out) / f"{name.replace('/', '_')}_scores.npz"
 
 
 def candidate_path(spec: str) -> str:
@@ -181,8 +186,8 @@ def recipe_summary(cands: dict, recipes: dict[str, Sequence[str]], baseline: str
         rej = [cands[m]["rejection_here"] for m in members]
         ap = [cands[m]["ap"] for m in members]
         out[recipe] = {"members": list(members), "n": len(members),
-                       "rejection_here": float(np.mean(rej)), "rejection_spread": float((max(rej) - min(rej)) / 2),
-                       "ap": float(np.mean(ap)), "ap_spread": float((max(ap) - min(ap)) / 2)}
+                       "rejection_here": float(np.mean(rej)), "rejection_spread": half_range(rej),
+                       "ap": float(np.mean(ap)), "ap_spread": half_range(ap)}
     if baseline is not None:
         check_baseline(baseline, out)
         base = out[baseline]
@@ -325,7 +330,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     held = result.pop("scores")
     for name, scores in held["scores"].items():
-        np.savez_compressed(out / f"{name.replace('/', '_')}_scores.npz", paths=held["paths"],
+        np.savez_compressed(scores_file(out, name), paths=held["paths"],
                             sources=held["sources"], labels=held["labels"], scores=scores)
     table = markdown(result)
     (out / "select.md").write_text(table + "\n")
