@@ -28,6 +28,9 @@ patch, whose receptive field is ~69 px of a 256x341 input. It widens the mapping
 channel, then a 1x1 convolution across channels, MobileNet's block), so the same parameters buy
 wider features: ``SEPARABLE_LAYOUT`` has 16-32-96-160-192-192 channels, 192 per region instead
 of 72, in 106,209 parameters, at about ``WIDE_LAYOUT``'s ONNX time (MODEL.md, session 25).
+``separable_convs`` names single convolutions to make separable: ``WIDE96_LAYOUT`` makes only the
+sixth one (the 3x3 grid's, 46.7k of ``WIDE_LAYOUT``'s weights) separable and spends what it frees on
+64-96-96 channels in convolutions 4-6: 96 per region instead of 72 (MODEL.md, session 32).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class StudentConfig:
     shared_mapper: bool = False  # one mapping FC for both grids (needs equal channels in conv 5 and 6)
     context: str = ""  # "mean": each region also sees conv 6's output averaged over the image
     separable: bool = False  # convolutions 2-6 depthwise 3x3 + pointwise 1x1 (each with BN + ReLU)
+    separable_convs: tuple[int, ...] = ()  # 1-based convolutions made separable (besides ``separable``'s 2-6)
 
 
 REFERENCE_LAYOUT = dict(channels=(16, 16, 32, 32, 64, 64), strides=(2, 1, 1, 1, 1, 1), pool_after=(2, 4),
@@ -70,6 +74,9 @@ WIDE_CONTEXT_LAYOUT = {**WIDE_LAYOUT, "context": "mean"}
 # Capacity at the same cost: convolutions 2-6 depthwise-separable, so the region features can be
 # 192 channels wide instead of 72 (106,209 parameters; ONNX on one thread about as fast as WIDE_LAYOUT).
 SEPARABLE_LAYOUT = {**FAST_LAYOUT, "channels": (16, 32, 96, 160, 192, 192), "separable": True}
+# Capacity where the 5x5 grid's features are made, paid for by the 3x3 grid's convolution: convolutions
+# 4-6 with 64-96-96 channels instead of 48-72-72, the sixth depthwise-separable (101,761 parameters).
+WIDE96_LAYOUT = {**FAST_LAYOUT, "channels": (16, 16, 32, 64, 96, 96), "separable_convs": (6,)}
 CONTEXTS = ("", "mean")
 
 
@@ -97,13 +104,15 @@ class Student(nn.Module):
             raise ValueError("the student has exactly six convolution layers")
         if any(not 1 <= i <= 5 for i in config.pool_after):
             raise ValueError(f"pool_after {config.pool_after}: max-pools may follow convolutions 1 to 5")
+        if any(not 1 <= i <= 6 for i in config.separable_convs):
+            raise ValueError(f"separable_convs {config.separable_convs}: the convolutions are numbered 1 to 6")
         if config.context not in CONTEXTS:
             raise ValueError(f"context {config.context!r}: use one of {CONTEXTS}")
         self.config = config
         chans = (3, *config.channels)
         self.layers = nn.ModuleList(
             conv_bn_relu(chans[i], chans[i + 1], config.strides[i], pool=i + 1 in config.pool_after,
-                         separable=config.separable and i > 0)
+                         separable=(config.separable and i > 0) or i + 1 in config.separable_convs)
             for i in range(6)
         )
         extra = config.channels[-1] if config.context else 0

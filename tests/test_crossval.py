@@ -164,6 +164,10 @@ def test_reference_recipe_and_settings():
     _, sep_cfg, sep_data, _ = parse(build_parser(), ["--recipe", "reference_separable"])
     assert "separable=true" in sep_cfg.model_config and sep_data == wide_data
     assert dataclasses.replace(sep_cfg, model_config=wide_cfg.model_config) == wide_cfg
+    # reference_wide96: the same recipe; wider last convolutions, the sixth separable
+    _, w96_cfg, w96_data, _ = parse(build_parser(), ["--recipe", "reference_wide96"])
+    assert "channels=16,16,32,64,96,96" in w96_cfg.model_config and "separable_convs=6" in w96_cfg.model_config
+    assert dataclasses.replace(w96_cfg, model_config=wide_cfg.model_config) == wide_cfg and w96_data == wide_data
     # captions_colour: reference_wide plus captions and colour jitter, nothing else
     _, cap_cfg, cap_data, _ = parse(build_parser(), ["--recipe", "captions_colour"])
     assert cap_cfg == wide_cfg

@@ -6,7 +6,8 @@ from model import build_model
 from model.preprocessing import to_tensor
 from model.regions import NUM_REGIONS
 from model.registry import load_checkpoint, save_checkpoint
-from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, SEPARABLE_LAYOUT, WIDE_CONTEXT_LAYOUT, WIDE_LAYOUT
+from model.student import (FAST_LAYOUT, REFERENCE_LAYOUT, SEPARABLE_LAYOUT, WIDE96_LAYOUT, WIDE_CONTEXT_LAYOUT,
+                           WIDE_LAYOUT)
 
 
 def n_params(m):
@@ -80,6 +81,28 @@ def test_separable_layout_is_wider_at_the_regions_within_the_limit():
     # a separable layout of the same widths has ~1/8 of the full one's convolution weights
     full = build_model("student", **{**SEPARABLE_LAYOUT, "separable": False})
     assert n_params(full) > 6 * n_params(sep)
+
+
+def test_wide96_layout_makes_only_the_sixth_convolution_separable(tmp_path):
+    wide, w96 = build_model("student", **WIDE_LAYOUT).eval(), build_model("student", **WIDE96_LAYOUT).eval()
+    assert n_params(w96) == 98_257 <= 110_000
+    # convolutions 1-5 are full 3x3 convolutions, the sixth depthwise 3x3 then pointwise 1x1
+    assert all(layer[0].groups == 1 and layer[0].kernel_size == (3, 3) for layer in w96.layers[:5])
+    sixth = w96.layers[5]
+    assert sixth[0].groups == sixth[0].in_channels == 96 and sixth[0].stride == (2, 2) and sixth[3].kernel_size == (1, 1)
+    x = torch.randn(2, 3, 256, 341, requires_grad=True)
+    w, f = wide.forward_features(x), w96.forward_features(x)
+    assert [t.shape[1] for t in f] == [96, 96] and [t.shape[2:] for t in f] == [t.shape[2:] for t in w]
+    w96(x).logits.sum().backward()  # gradients reach the input through the separable convolution
+    assert x.grad.abs().sum() > 0 and sixth[0].weight.grad.abs().sum() > 0
+    # the checkpoint stores the option and restores the same function
+    save_checkpoint(tmp_path / "s.pt", w96, {})
+    loaded, _ = load_checkpoint(tmp_path / "s.pt", expect="student")
+    assert loaded.config.separable_convs == (6,)
+    with torch.inference_mode():
+        assert torch.equal(w96(x.detach()).logits, loaded(x.detach()).logits)
+    with pytest.raises(ValueError, match="separable_convs"):
+        build_model("student", **{**WIDE96_LAYOUT, "separable_convs": (7,)})
 
 
 def test_reference_layout_checkpoint_round_trip(tmp_path):

@@ -17,6 +17,8 @@ recipe it was trained with (``meta["recipe"]``).
   (``model.student.WIDE_CONTEXT_LAYOUT``, 108,785 parameters; session 24).
 - ``reference_separable``: the same on ``model.student.SEPARABLE_LAYOUT`` (convolutions 2-6
   depthwise-separable, 16-32-96-160-192-192 channels: 106k parameters; session 25).
+- ``reference_wide96``: the same on ``model.student.WIDE96_LAYOUT`` (64-96-96 channels in the last
+  three convolutions, the sixth depthwise-separable: 101,761 parameters; session 32).
 - ``captions_colour``: ``reference_wide`` plus synthetic captions on 15 % of the text draws
   (photographers' credits, date stamps, faint watermarks: ``training.synthtext.render_caption``)
   and colour jitter (p 0.8) / grayscale (p 0.1) on the model's input (session 20's
@@ -28,7 +30,8 @@ recipe it was trained with (``meta["recipe"]``).
 
 from __future__ import annotations
 
-from model.student import FAST_LAYOUT, REFERENCE_LAYOUT, SEPARABLE_LAYOUT, WIDE_CONTEXT_LAYOUT, WIDE_LAYOUT
+from model.student import (FAST_LAYOUT, REFERENCE_LAYOUT, SEPARABLE_LAYOUT, WIDE96_LAYOUT, WIDE_CONTEXT_LAYOUT,
+                           WIDE_LAYOUT)
 
 
 def _model_config(layout: dict) -> tuple[str, ...]:
@@ -55,6 +58,7 @@ RECIPES["reference_fast"] = {**RECIPES["reference"], "model_config": _model_conf
 RECIPES["reference_wide"] = {**RECIPES["reference"], "model_config": _model_config(WIDE_LAYOUT)}
 RECIPES["reference_wide_context"] = {**RECIPES["reference"], "model_config": _model_config(WIDE_CONTEXT_LAYOUT)}
 RECIPES["reference_separable"] = {**RECIPES["reference"], "model_config": _model_config(SEPARABLE_LAYOUT)}
+RECIPES["reference_wide96"] = {**RECIPES["reference"], "model_config": _model_config(WIDE96_LAYOUT)}
 RECIPES["captions_colour"] = {**RECIPES["reference_wide"], "synth.enabled": True, "synth.share": 0.15,
                               "synth.caption_share": 1.0, "augment.colour_p": 0.8, "augment.gray_p": 0.1}
 
