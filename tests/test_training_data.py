@@ -314,6 +314,29 @@ def test_unlabelled_samples_have_every_region_ignored_and_are_not_cached(tmp_pat
     assert batch.image_labels.tolist() == [1, -1] and (batch.labels[1] == -1).all()
 
 
+def test_unlabelled_views_augment_only_the_unlabelled_draws(tmp_path):
+    write_image(tmp_path / "t.png", (320, 240), (10, 10, 60, 40))
+    write_image(tmp_path / "u.png", (320, 240), (10, 10, 60, 40))
+    records = [Record("t.png", 1, [rect_box(10, 10, 60, 40)], [], "text", "train"),
+               Record("u.png", -1, [], [], "pets-rest", "train")]
+    strong = dataclasses.replace(NO_AUG, zoom_p=1.0, min_zoom_side=0.5, colour_p=1.0, colour_strength=0.5)
+    plain = make_dataset(tmp_path, records, unlabelled_share=0.5, unlabelled_augment=strong)
+    views = make_dataset(tmp_path, records, unlabelled_share=0.5, unlabelled_augment=strong,
+                         unlabelled_views=True)
+    exact = views[Item(IMAGE, 1, -1)].image  # the pipeline's decode of the unlabelled image
+    for seed in (1, 2, 3):
+        # views off: unlabelled draws are augmented like labelled ones (here: not at all)
+        assert np.array_equal(plain[Item(IMAGE, 1, seed)].image, exact)
+        viewed = views[Item(IMAGE, 1, seed)]
+        assert min(viewed.image.shape[:2]) == 256  # still a 256-pixel short edge
+        assert viewed.image.shape != exact.shape or not np.array_equal(viewed.image, exact)
+        assert (viewed.labels == -1).all()  # still no labels: only the teacher's soft labels learn from it
+        assert np.array_equal(views[Item(IMAGE, 1, seed)].image, viewed.image)  # a draw's view is reproducible
+        # labelled draws keep ``augment`` (none): same image as without views
+        assert np.array_equal(views[Item(IMAGE, 0, seed)].image, plain[Item(IMAGE, 0, seed)].image)
+    assert views.augment_of(IMAGE, records[1]) is strong and views.augment_of(IMAGE, records[0]) is views.cfg.augment
+
+
 def test_patterns_are_text_free_negatives_over_the_photo(tmp_path):
     write_image(tmp_path / "n.png", (320, 240), None)
     records = [Record("t.png", 1, [], [], "text", "train"), Record("n.png", 0, [], [], "photo", "train")]

@@ -116,6 +116,12 @@ class DataConfig:
     # rest); with epoch_size 0 an epoch is the labelled records' number of balanced draws plus these.
     unlabelled_share: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # With ``unlabelled_views`` on, unlabelled draws are augmented by ``unlabelled_augment``
+    # instead of ``augment`` (labelled draws keep ``augment``): the teacher labels the very view
+    # the student sees ("function matching"), so strong augmentation there needs no box to follow.
+    # The teacher memo costs nothing extra for it: an unlabelled image is drawn about once a run.
+    unlabelled_views: bool = False
+    unlabelled_augment: AugmentConfig = field(default_factory=AugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
 
 

@@ -37,7 +37,7 @@ from model.regions import IGNORE, NUM_REGIONS, as_polygons, region_labels
 from training.augment import augment_geometry, hflip_matrix, photometric, to_model_input, transform_boxes
 from training.collections.labels import UNLABELLED
 from training.collections.manifest import EVAL_ONLY_SPLIT, REST_SUFFIX
-from training.config import DataConfig
+from training.config import AugmentConfig, DataConfig
 from training.patterns import render_pattern
 from training.synthtext import TextRenderer
 
@@ -334,10 +334,18 @@ class TextFilterDataset(Dataset):
             sample.image = photometric(sample.image, rng, self.cfg.augment)
             return sample
         img, boxes, ignore, label, source = self._base(kind, index, rng)
-        img, boxes, ignore = augment_geometry(img, boxes, ignore, rng, self.cfg.augment)
+        augment = self.augment_of(kind, record)
+        img, boxes, ignore = augment_geometry(img, boxes, ignore, rng, augment)
         labels = labels_of(label, boxes, img.width, img.height, ignore)
-        image = photometric(to_model_input(img, rng, self.cfg.augment, self.preprocess), rng, self.cfg.augment)
+        image = photometric(to_model_input(img, rng, augment, self.preprocess), rng, augment)
         return Sample(image, labels, label, source, record.path, kind)
+
+    def augment_of(self, kind: str, record: Record) -> AugmentConfig:
+        """The augmentation of a draw: ``cfg.unlabelled_augment`` for unlabelled images when
+        ``cfg.unlabelled_views`` is on, else ``cfg.augment``."""
+        if self.cfg.unlabelled_views and kind == IMAGE and record.label == UNLABELLED:
+            return self.cfg.unlabelled_augment
+        return self.cfg.augment
 
     def store_of(self, record: Record) -> ImageStore:
         """Where ``record``'s bytes are read: the cache, or straight from disk when unlabelled."""
