@@ -18,7 +18,7 @@ recipe it was trained with (``meta["recipe"]``).
 - ``reference_separable``: the same on ``model.student.SEPARABLE_LAYOUT`` (convolutions 2-6
   depthwise-separable, 16-32-96-160-192-192 channels: 106k parameters; session 25).
 - ``reference_wide96``: the same on ``model.student.WIDE96_LAYOUT`` (64-96-96 channels in the last
-  three convolutions, the sixth depthwise-separable: 101,761 parameters; session 32).
+  three convolutions, the sixth depthwise-separable: 98,257 parameters; session 32).
 - ``captions_colour``: ``reference_wide`` plus synthetic captions on 15 % of the text draws
   (photographers' credits, date stamps, faint watermarks: ``training.synthtext.render_caption``)
   and colour jitter (p 0.8) / grayscale (p 0.1) on the model's input (session 20's

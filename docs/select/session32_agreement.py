@@ -44,9 +44,10 @@ def main(argv=None) -> dict:
                     checkpoints=files)
     thr = {n: threshold_for_recall(dev["scores"][n], dev["labels"], 0.96) for n in names}
     teacher, result = names[0], {"thresholds": thr}
-    for label, root in (("seen (unlabelled, trained on)", args.seen), ("unseen (evaluation-only)", args.unseen)):
+    sets = (("seen (unlabelled, trained on)", args.seen, False), ("unseen (evaluation-only)", args.unseen, True))
+    for label, root, non_text_only in sets:
         got = score_all(models, DataConfig(root=root), "all", preprocess, 32, "max", cache=cache, checkpoints=files)
-        keep = got["labels"] == 0 if "unseen" in label else np.ones(len(got["labels"]), bool)  # non-text only
+        keep = got["labels"] == 0 if non_text_only else np.ones(len(got["labels"]), bool)
         t = got["scores"][teacher][keep]
         for name in names[1:]:
             s = got["scores"][name][keep]
