@@ -156,8 +156,10 @@ def test_reference_recipe_and_settings():
     assert train_cfg.losses == ("hard:1.0", "kd:0.5")
     assert data_cfg.unlabelled_pools == ("/p/u",) and data_cfg.unlabelled_share == 0.3
     assert not data_cfg.unlabelled_views  # unlabelled draws augmented like labelled ones unless asked
-    argv = settings_argv({"unlabelled_views": "true", "unlabelled_augment.zoom_p": "0.6", "unlabelled_augment.colour_p": "0.8"})
+    argv = settings_argv({"unlabelled_views": "true", "unlabelled_augment.zoom_p": "0.6", "unlabelled_augment.colour_p": "0.8",
+                          "unlabelled_mix": "cutmix", "unlabelled_mix_p": "0.5"})
     _, _, views_data, _ = parse(build_parser(), ["--recipe", "reference_wide", *argv])
+    assert views_data.unlabelled_mix == "cutmix" and views_data.unlabelled_mix_p == 0.5
     assert views_data.unlabelled_views and views_data.unlabelled_augment.zoom_p == 0.6
     assert views_data.unlabelled_augment.colour_p == 0.8 and views_data.augment.zoom_p == 0.0  # labelled: the recipe's
     # reference_wide: the same recipe, only the layout differs

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from model.preprocessing import decode_image, resize_image
 from model.regions import GRIDS, region_labels, region_rects
-from training.augment import LUMA, augment_geometry, photometric, rotation_matrix, transform_points
+from training.augment import LUMA, augment_geometry, mix_images, photometric, rotation_matrix, transform_points
 from training.config import AugmentConfig, DataConfig, SynthConfig, default_data_root
 from training.data import (CROP, IMAGE, PATTERN, SYNTH, BalancedSampler, Item, Record, TextFilterDataset, batches,
                            load_records, samples, text_free_crops, thread_map)
@@ -335,6 +335,58 @@ def test_unlabelled_views_augment_only_the_unlabelled_draws(tmp_path):
         # labelled draws keep ``augment`` (none): same image as without views
         assert np.array_equal(views[Item(IMAGE, 0, seed)].image, plain[Item(IMAGE, 0, seed)].image)
     assert views.augment_of(IMAGE, records[1]) is strong and views.augment_of(IMAGE, records[0]) is views.cfg.augment
+
+
+def test_mix_images_blends_or_pastes_and_resizes_the_other():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (256, 341, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (256, 341, 3), dtype=np.uint8)
+    for seed in range(5):
+        mixed = mix_images(a, b, np.random.default_rng(seed), "mixup")
+        assert mixed.shape == a.shape and mixed.dtype == np.uint8
+        lo, hi = np.minimum(a, b).astype(int), np.maximum(a, b).astype(int)
+        assert ((mixed >= lo - 1) & (mixed <= hi + 1)).all()  # a convex blend, pixel by pixel
+        cut = mix_images(a, b, np.random.default_rng(seed), "cutmix")
+        from_b = (cut == b).all(axis=2) & (a != b).any(axis=2)
+        assert ((cut == a).all(axis=2) | (cut == b).all(axis=2)).all()  # every pixel from one of the two
+        ys, xs = np.nonzero(from_b)
+        if len(ys):  # the pasted part is one window
+            assert from_b[ys.min():ys.max() + 1, xs.min():xs.max() + 1].mean() > 0.99
+        assert np.array_equal(cut, mix_images(a, b, np.random.default_rng(seed), "cutmix"))  # reproducible
+    portrait = rng.integers(0, 256, (341, 256, 3), dtype=np.uint8)
+    assert mix_images(a, portrait, np.random.default_rng(1), "mixup").shape == a.shape
+    assert mix_images(a, portrait, np.random.default_rng(1), "cutmix").shape == a.shape
+    with pytest.raises(ValueError, match="unknown mix"):
+        mix_images(a, b, rng, "blend")
+
+
+def test_unlabelled_mix_mixes_only_unlabelled_views(tmp_path):
+    write_image(tmp_path / "t.png", (320, 240), (10, 10, 60, 40))
+    write_image(tmp_path / "u.png", (320, 240), (10, 10, 60, 40))
+    write_image(tmp_path / "v.png", (240, 320), None)  # a portrait partner: resized to the view's shape
+    records = [Record("t.png", 1, [rect_box(10, 10, 60, 40)], [], "text", "train"),
+               Record("u.png", -1, [], [], "pets-rest", "train"),
+               Record("v.png", -1, [], [], "pets-rest", "train")]
+    views = dict(unlabelled_share=0.5, unlabelled_views=True,
+                 unlabelled_augment=dataclasses.replace(NO_AUG, colour_p=1.0, colour_strength=0.5))
+    plain = make_dataset(tmp_path, records, **views)
+    for kind in ("mixup", "cutmix"):
+        mixed = make_dataset(tmp_path, records, unlabelled_mix=kind, unlabelled_mix_p=1.0, **views)
+        assert mixed.unlabelled == [1, 2]
+        changed = 0
+        for seed in range(1, 7):
+            sample = mixed[Item(IMAGE, 1, seed)]
+            assert sample.image.shape == plain[Item(IMAGE, 1, seed)].image.shape
+            assert (sample.labels == -1).all() and sample.label == -1
+            assert np.array_equal(mixed[Item(IMAGE, 1, seed)].image, sample.image)  # reproducible per draw
+            changed += not np.array_equal(sample.image, plain[Item(IMAGE, 1, seed)].image)
+            # labelled draws are never mixed
+            assert np.array_equal(mixed[Item(IMAGE, 0, seed)].image, plain[Item(IMAGE, 0, seed)].image)
+        assert changed >= 5  # (a draw may pick itself as its partner with the same colours)
+    off = make_dataset(tmp_path, records, unlabelled_mix_p=1.0, unlabelled_share=0.5)  # views off: no mixing
+    assert off.unlabelled == []
+    with pytest.raises(ValueError, match="unknown unlabelled_mix"):
+        make_dataset(tmp_path, records, unlabelled_mix="blend", unlabelled_mix_p=0.5, **views)
 
 
 def test_patterns_are_text_free_negatives_over_the_photo(tmp_path):

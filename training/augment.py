@@ -176,3 +176,26 @@ def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig)
         sigma = rng.uniform(0.3, max(0.3, cfg.max_blur_sigma))
         image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).filter(ImageFilter.GaussianBlur(sigma)))
     return image
+
+
+MIX_KINDS = ("mixup", "cutmix")
+
+
+def mix_images(image: np.ndarray, other: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarray:
+    """``image`` mixed with ``other`` (two uint8 (H, W, 3) model inputs; ``other`` is resized to
+    ``image``'s shape first): "mixup" blends them with a weight uniform in [0, 1]; "cutmix"
+    pastes the window of ``other`` at a random place whose share of the area is uniform in [0, 1]."""
+    if kind not in MIX_KINDS:
+        raise ValueError(f"unknown mix {kind!r}; known: {', '.join(MIX_KINDS)}")
+    h, w = image.shape[:2]
+    if other.shape[:2] != (h, w):
+        other = np.asarray(Image.fromarray(np.ascontiguousarray(other)).resize((w, h), Image.BILINEAR))
+    if kind == "mixup":
+        lam = np.float32(rng.uniform())
+        return (image.astype(np.float32) * lam + other.astype(np.float32) * (1 - lam) + 0.5).astype(np.uint8)
+    side = np.sqrt(rng.uniform())
+    ch, cw = max(1, round(h * side)), max(1, round(w * side))
+    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    out = image.copy()
+    out[y:y + ch, x:x + cw] = other[y:y + ch, x:x + cw]
+    return out

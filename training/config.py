@@ -122,6 +122,13 @@ class DataConfig:
     # The teacher memo costs nothing extra for it: an unlabelled image is drawn about once a run.
     unlabelled_views: bool = False
     unlabelled_augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # With ``unlabelled_views`` on, a share ``unlabelled_mix_p`` of the unlabelled draws is mixed
+    # with the view of another unlabelled image drawn by the same seed (the teacher labels the mix):
+    # "mixup" blends the two with a weight uniform in [0, 1], "cutmix" pastes a window of the other
+    # (a random share of the area, at a random place). Inputs off the images' manifold that the
+    # student must still follow its teacher on (function matching's mixing).
+    unlabelled_mix: str = "mixup"
+    unlabelled_mix_p: float = 0.0
     synth: SynthConfig = field(default_factory=SynthConfig)
 
 

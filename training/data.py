@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image, open_image, to_rgb, to_tensor
 from model.regions import IGNORE, NUM_REGIONS, as_polygons, region_labels
-from training.augment import augment_geometry, hflip_matrix, photometric, to_model_input, transform_boxes
+from training.augment import (MIX_KINDS, augment_geometry, hflip_matrix, mix_images, photometric, to_model_input,
+                              transform_boxes)
 from training.collections.labels import UNLABELLED
 from training.collections.manifest import EVAL_ONLY_SPLIT, REST_SUFFIX
 from training.config import AugmentConfig, DataConfig
@@ -277,6 +278,11 @@ class TextFilterDataset(Dataset):
         a = cfg.augment
         self.decoded: dict | None = {} if train and cfg.cache_bytes and not (a.rotate_p or a.zoom_p or a.jpeg_p) \
             else None
+        if cfg.unlabelled_mix_p > 0 and cfg.unlabelled_mix not in MIX_KINDS:
+            raise ValueError(f"unknown unlabelled_mix {cfg.unlabelled_mix!r}; known: {', '.join(MIX_KINDS)}")
+        # the partners an unlabelled view is mixed with (``unlabelled_mix_p``)
+        self.unlabelled = [i for i, r in enumerate(self.records) if r.label == UNLABELLED] \
+            if train and cfg.unlabelled_views and cfg.unlabelled_mix_p > 0 else []
 
     @classmethod
     def for_split(cls, cfg: DataConfig, split: str, train: bool, **kwargs) -> "TextFilterDataset":
@@ -333,12 +339,20 @@ class TextFilterDataset(Dataset):
             sample = self._flipped(index, rng.random() < self.cfg.augment.flip_p)  # a new Sample each call
             sample.image = photometric(sample.image, rng, self.cfg.augment)
             return sample
+        image, labels, label, source = self._augmented(kind, index, rng)
+        if self.unlabelled and label == UNLABELLED and rng.random() < self.cfg.unlabelled_mix_p:
+            partner = self.unlabelled[int(rng.integers(len(self.unlabelled)))]
+            other = self._augmented(IMAGE, partner, np.random.default_rng(rng.integers(2**63)))[0]  # its own view
+            image = mix_images(image, other, rng, self.cfg.unlabelled_mix)
+        return Sample(image, labels, label, source, record.path, kind)
+
+    def _augmented(self, kind: str, index: int, rng: np.random.Generator):
+        """(model input, region labels, image label, source) of an augmented draw of ``index``."""
         img, boxes, ignore, label, source = self._base(kind, index, rng)
-        augment = self.augment_of(kind, record)
+        augment = self.augment_of(kind, self.records[index])
         img, boxes, ignore = augment_geometry(img, boxes, ignore, rng, augment)
         labels = labels_of(label, boxes, img.width, img.height, ignore)
-        image = photometric(to_model_input(img, rng, augment, self.preprocess), rng, augment)
-        return Sample(image, labels, label, source, record.path, kind)
+        return photometric(to_model_input(img, rng, augment, self.preprocess), rng, augment), labels, label, source
 
     def augment_of(self, kind: str, record: Record) -> AugmentConfig:
         """The augmentation of a draw: ``cfg.unlabelled_augment`` for unlabelled images when
