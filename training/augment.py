@@ -181,12 +181,17 @@ def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig)
 MIX_KINDS = ("mixup", "cutmix")
 
 
+def check_mix_kind(kind: str, what: str = "mix") -> None:
+    """Raise a clear error for a mix kind ``mix_images`` does not know."""
+    if kind not in MIX_KINDS:
+        raise ValueError(f"unknown {what} {kind!r}; known: {', '.join(MIX_KINDS)}")
+
+
 def mix_images(image: np.ndarray, other: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarray:
     """``image`` mixed with ``other`` (two uint8 (H, W, 3) model inputs; ``other`` is resized to
     ``image``'s shape first): "mixup" blends them with a weight uniform in [0, 1]; "cutmix"
     pastes the window of ``other`` at a random place whose share of the area is uniform in [0, 1]."""
-    if kind not in MIX_KINDS:
-        raise ValueError(f"unknown mix {kind!r}; known: {', '.join(MIX_KINDS)}")
+    check_mix_kind(kind)
     h, w = image.shape[:2]
     if other.shape[:2] != (h, w):
         other = np.asarray(Image.fromarray(np.ascontiguousarray(other)).resize((w, h), Image.BILINEAR))

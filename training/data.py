@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from model.preprocessing import DEFAULT_PREPROCESS, PreprocessConfig, decode_image, open_image, to_rgb, to_tensor
 from model.regions import IGNORE, NUM_REGIONS, as_polygons, region_labels
-from training.augment import (MIX_KINDS, augment_geometry, hflip_matrix, mix_images, photometric, to_model_input,
+from training.augment import (augment_geometry, check_mix_kind, hflip_matrix, mix_images, photometric, to_model_input,
                               transform_boxes)
 from training.collections.labels import UNLABELLED
 from training.collections.manifest import EVAL_ONLY_SPLIT, REST_SUFFIX
@@ -278,8 +278,11 @@ class TextFilterDataset(Dataset):
         a = cfg.augment
         self.decoded: dict | None = {} if train and cfg.cache_bytes and not (a.rotate_p or a.zoom_p or a.jpeg_p) \
             else None
-        if cfg.unlabelled_mix_p > 0 and cfg.unlabelled_mix not in MIX_KINDS:
-            raise ValueError(f"unknown unlabelled_mix {cfg.unlabelled_mix!r}; known: {', '.join(MIX_KINDS)}")
+        if cfg.unlabelled_mix_p > 0:
+            check_mix_kind(cfg.unlabelled_mix, "unlabelled_mix")
+            if train and not cfg.unlabelled_views:
+                log.warning("unlabelled_mix_p %g has no effect without unlabelled_views: no view is mixed",
+                            cfg.unlabelled_mix_p)
         # the partners an unlabelled view is mixed with (``unlabelled_mix_p``)
         self.unlabelled = [i for i, r in enumerate(self.records) if r.label == UNLABELLED] \
             if train and cfg.unlabelled_views and cfg.unlabelled_mix_p > 0 else []
