@@ -102,7 +102,7 @@ def test_crashed_run_does_not_mark_images_done(student_checkpoint, tmp_path, mon
         raise RuntimeError("killed while publishing")
 
     monkeypatch.setattr(pipeline.sinks._FinalizeFn, "process", crash)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="killed while publishing"):
         filter_run(images, tmp_path / "out2", state, student_checkpoint)
     assert (state / CURRENT).read_text() == live
     assert sorted(e["uri"] for e in StateStore(str(state)).entries()) == sorted(first)
