@@ -192,6 +192,25 @@ def test_eval_only_collections_are_listed_apart_and_never_pooled_with_training_o
     assert not {m.name for m in committed} & {m.name for m in load_manifests()}
 
 
+def test_an_eval_pool_of_its_own_keeps_the_basis_pool_unchanged(tmp_path):
+    d = tmp_path / "manifests"
+    d.mkdir()
+    for name, extra in (("judged", {}), ("more-text", {"eval_pool": "extra-text"}), ("trained", None)):
+        (d / f"{name}.json").write_text(json.dumps(
+            {"name": name, "kind": "non_text", "repository": "o/r", "commit": "0" * 40, "include": ["*"],
+             "eval_only": extra is not None, **(extra or {})}), encoding="utf-8")
+    assert [m.name for m in load_manifests(d, eval_only=True)] == ["judged"]  # build --eval_only: the basis's pool
+    assert [m.name for m in load_manifests(d, eval_pool="extra-text")] == ["more-text"]
+    assert [m.name for m in load_manifests(d)] == ["trained"]
+    with pytest.raises(ValueError, match="is for eval_only collections"):
+        Manifest(name="x", kind="non_text", repository="o/r", commit="0" * 40, include=("*",), eval_pool="extra-text")
+    # the committed ones: session 35's extra text stays out of the basis's evaluation-only pool
+    basis = {m.name for m in load_manifests(eval_only=True)}
+    extra = {m.name for m in load_manifests(eval_pool="extra-text")}
+    assert {"trashnet-print", "grocery-produce-more", "clothing-more"} <= extra and not basis & extra
+    assert basis == {"clothing", "face-masks", "weather", "sr-benchmarks", "sr-benchmarks-swinir", "sr-benchmarks-set14"}
+
+
 def test_an_eval_only_pool_is_scored_but_never_trained_on(collection):
     from training.config import DataConfig
     from training.data import select_records, select_unlabelled

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from training import metrics
-from training.neverseen import (candidate_rows, could_still_win, main, recipe_of, recipe_rows)
+from training.neverseen import (bootstrap_noise, candidate_rows, could_still_win, main, recipe_of, recipe_rows)
 
 # session 30's figures on the audited basis (docs/select/session30-new.md, session30-rule.md)
 KDTUP20 = [0.466, 0.464, 0.462, 0.449]
@@ -127,3 +127,69 @@ def test_cli_writes_tables_and_rejects_bad_flags(basis, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(root / "p"), str(tmp_path / "missing")])
     assert "error" in capsys.readouterr().err
+
+
+def test_bootstrap_is_paired_deterministic_and_matches_the_rows(basis):
+    root = basis[0]
+    rows = {r["name"]: r for r in candidate_rows(root / "p", root / "n")}
+    names = ["a-s0", "a-s1", "b-s0"]
+    noise = bootstrap_noise(root / "p", root / "n", names, "a-s0", resamples=50, seed=3)
+    assert noise == bootstrap_noise(root / "p", root / "n", names, "a-s0", resamples=50, seed=3)
+    for n in names:  # on the full basis the figures are the rows'
+        assert noise[n]["rej95"] == pytest.approx(rows[n]["rej95"])
+        assert noise[n]["diff"] == pytest.approx(rows[n]["rej95"] - rows["a-s0"]["rej95"])
+        assert noise[n]["sd"] > 0
+    assert noise["a-s0"]["diff_sd"] == 0.0 and noise["a-s1"]["diff_sd"] > 0
+    other = bootstrap_noise(root / "p", root / "n", names, "a-s0", resamples=50, seed=4, keep_draws=True)
+    assert len(other["a-s1"]["draws"]) == 50 and "draws" not in noise["a-s1"]
+    assert other["a-s1"]["sd"] == pytest.approx(np.std(other["a-s1"]["draws"], ddof=1))
+    assert other["a-s1"]["sd"] != noise["a-s1"]["sd"]
+    with pytest.raises(ValueError, match="reference"):
+        bootstrap_noise(root / "p", root / "n", names, "nope")
+    with pytest.raises(ValueError, match="at least 2"):
+        bootstrap_noise(root / "p", root / "n", names, "a-s0", resamples=1)
+
+
+def test_bootstrap_needs_one_select_run_per_pool(basis, tmp_path):
+    root, _, _, (epaths, elabels, esources), _ = basis
+    moved = tmp_path / "moved"
+    _select_dir(moved, {"a-s0": 0.3, "c-s0": 0.3}, epaths[::-1], esources, elabels, 5)
+    np.savez_compressed(moved / "c-s0_scores.npz", **dict(np.load(root / "n" / "a-s0_scores.npz")))
+    with pytest.raises(ValueError, match="different images"):
+        bootstrap_noise(root / "p", moved, ["a-s0", "c-s0"], "a-s0")
+
+
+def test_cli_bootstrap_table(basis, tmp_path):
+    root = basis[0]
+    out = tmp_path / "boot.md"
+    result = main([str(root / "p"), str(root / "n"), "--baseline", "a", "--bootstrap", "20", "--out", str(out)])
+    assert "paired bootstrap over the images, 20 resamples; against a-s0" in out.read_text()
+    assert set(json.loads(out.with_suffix(".json").read_text())["bootstrap"]) == {"a-s0", "a-s1", "b-s0"}
+    assert result["bootstrap"]["a-s0"]["diff_sd"] == 0.0
+
+
+def test_extra_text_joins_the_threshold_and_the_bootstrap(basis, tmp_path):
+    root = basis[0]
+    labels = [1] * 6 + [0] * 4  # the extra pool's non-text is not part of the basis
+    paths, sources = [f"trash/{i}.jpg" for i in range(10)], ["trashnet-print"] * 10
+    extra = _select_dir(tmp_path / "x", {"a-s0": 0.3, "a-s1": 0.35, "b-s0": 0.4}, paths, sources, labels, 7)
+    base = {r["name"]: r for r in candidate_rows(root / "p", root / "n")}
+    rows = {r["name"]: r for r in candidate_rows(root / "p", root / "n", extra_text=[tmp_path / "x"])}
+    assert rows["a-s0"]["n_text"] == base["a-s0"]["n_text"] + 6
+    assert rows["b-s0"]["n_text"] == base["b-s0"]["n_text"] + 6  # trained on the people pool: still gets the extra text
+    assert rows["a-s0"]["n_non_text"] == base["a-s0"]["n_non_text"]
+    text = np.concatenate([np.load(root / "p" / "a-s0_scores.npz")["scores"][:16], ev_text(root, "a-s0"),
+                           extra["a-s0"][:6]])
+    neg = np.load(root / "n" / "a-s0_scores.npz")["scores"][np.array(basis[3][1]) == 0]
+    t95 = metrics.threshold_for_recall(np.r_[text, neg], np.r_[np.ones(len(text)), np.zeros(len(neg))], 0.95)
+    assert rows["a-s0"]["rej95"] == pytest.approx((neg < t95).mean())
+    noise = bootstrap_noise(root / "p", root / "n", ["a-s0", "a-s1"], "a-s0", 20, extra_text=[tmp_path / "x"])
+    assert noise["a-s1"]["rej95"] == pytest.approx(rows["a-s1"]["rej95"])
+    (tmp_path / "x" / "a-s1_scores.npz").unlink()
+    with pytest.raises(ValueError, match="no scores in"):
+        candidate_rows(root / "p", root / "n", extra_text=[tmp_path / "x"])
+
+
+def ev_text(root, name):
+    z = np.load(root / "n" / f"{name}_scores.npz")
+    return z["scores"][z["labels"] == 1]

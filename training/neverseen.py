@@ -26,7 +26,11 @@ A candidate missing from the first folder trained on that pool and is judged on 
 evaluation-only text alone. ``--audit TSV`` relabels images a person called non-text
 (``training.collections.audit``; pools built before session 30 need it), ``--text_without SRC,..``
 leaves those collections' text out of the threshold, and the text-line strips of ocrd-documents
-(``linegt/``) are left out unless ``--keep_lines``.
+(``linegt/``) are left out unless ``--keep_lines``. ``--bootstrap N`` adds how much of each
+candidate's ranking figure, and of its difference from the baseline's first candidate, is the
+chance of which images the basis holds (a paired bootstrap over the images, ``bootstrap_noise``).
+``--extra_text DIR ..`` adds the text images of further never-seen pools, scored by training.select
+for the same candidates (session 35: TrashNet's printed paper and cardboard, ``trashnet-print``).
 """
 
 from __future__ import annotations
@@ -78,41 +82,121 @@ def audited_non_text(path) -> frozenset[str]:
 
 
 def load_scores(folder, name: str, keep_lines: bool = True, non_text: frozenset[str] = frozenset()):
-    """A candidate's per-image scores, labels and collections from a training.select folder."""
+    """A candidate's per-image scores, labels, collections and paths from a training.select folder."""
     z = np.load(scores_file(folder, name))
     keep = kept(z, keep_lines)
     labels = np.where(np.isin(z["paths"], list(non_text)), 0, z["labels"])
-    return z["scores"][keep], labels[keep], z["sources"][keep]
+    return z["scores"][keep], labels[keep], z["sources"][keep], z["paths"][keep].astype(str)
+
+
+def basis_scores(text_dir, eval_dir, name: str, keep_lines: bool = False, text_without: Sequence[str] = (),
+                 non_text: frozenset[str] = frozenset(), extra_text: Sequence = ()) -> dict:
+    """A candidate's images on the basis: the evaluation-only pool's (``eval``: scores, labels,
+    collections, paths) and the text pool's text images (``text``: scores, paths; none when the
+    candidate trained on that pool, ``seen``), followed by the text images of every
+    ``extra_text`` folder (training.select folders of further never-seen pools, which every
+    candidate must have been scored in)."""
+    sn, yn, srcn, pn = load_scores(eval_dir, name, non_text=non_text)
+    seen = not scores_file(text_dir, name).exists()
+    su, pu = sn[:0], pn[:0]
+    if not seen:
+        su, yu, srcu, pu = load_scores(text_dir, name, keep_lines, non_text)
+        use = ~np.isin(srcu, list(text_without)) & (yu == 1)
+        su, pu = su[use], pu[use]
+    for folder in extra_text:
+        if not scores_file(folder, name).exists():
+            raise ValueError(f"{name} has no scores in {folder}: score every candidate on each --extra_text pool")
+        se, ye, srce, pe = load_scores(folder, name, keep_lines, non_text)
+        use = ~np.isin(srce, list(text_without)) & (ye == 1)
+        su, pu = np.concatenate([su, se[use]]), np.concatenate([pu, pe[use]])
+    return {"eval": (sn, yn, srcn, pn), "text": (su, pu), "seen": seen}
+
+
+def threshold95(text: np.ndarray, neg: np.ndarray) -> float:
+    """The threshold that keeps 95 % of ``text`` (``metrics.threshold_for_recall`` over text and non-text)."""
+    return metrics.threshold_for_recall(np.concatenate([text, neg]),
+                                        np.concatenate([np.ones(len(text)), np.zeros(len(neg))]), 0.95)
 
 
 def candidate_rows(text_dir, eval_dir, keep_lines: bool = False, text_without: Sequence[str] = (),
-                   non_text: frozenset[str] = frozenset()) -> list[dict]:
+                   non_text: frozenset[str] = frozenset(), extra_text: Sequence = ()) -> list[dict]:
     """One row per candidate of ``eval_dir/select.json`` (see the module's docstring)."""
     cands = json.loads((Path(eval_dir) / "select.json").read_text())["candidates"]
     rows = []
     for name, cand in cands.items():
-        sn, yn, srcn = load_scores(eval_dir, name, non_text=non_text)
-        seen = not scores_file(text_dir, name).exists()
-        if seen:  # trained on the text pool: judged on the evaluation-only text alone
-            su, yu = sn[:0], yn[:0]
-        else:
-            su, yu, srcu = load_scores(text_dir, name, keep_lines, non_text)
-            use = ~np.isin(srcu, list(text_without))
-            su, yu = su[use], yu[use]
-        text = np.concatenate([su[yu == 1], sn[yn == 1]])
+        basis = basis_scores(text_dir, eval_dir, name, keep_lines, text_without, non_text, extra_text)
+        sn, yn, srcn, _ = basis["eval"]
+        text = np.concatenate([basis["text"][0], sn[yn == 1]])
         neg = sn[yn == 0]
         if not len(text) or not len(neg):
             raise ValueError(f"{name}: the basis needs text and non-text images ({len(text)} / {len(neg)})")
-        t95 = metrics.threshold_for_recall(np.concatenate([text, neg]),
-                                           np.concatenate([np.ones(len(text)), np.zeros(len(neg))]), 0.95)
+        t95 = threshold95(text, neg)
         t_dev = cand["threshold"]
-        rows.append({"name": name, "recipe": recipe_of(name), "text_pool_seen": seen, "n_text": int(len(text)),
+        rows.append({"name": name, "recipe": recipe_of(name), "text_pool_seen": basis["seen"], "n_text": int(len(text)),
                      "n_non_text": int(len(neg)), "threshold": float(t_dev), "threshold95": float(t95),
                      "rej_dev": float((neg < t_dev).mean()), "rej95": float((neg < t95).mean()),
                      "recall_dev": float((text >= t_dev).mean()),
                      "by_source": {s: float((sn[(yn == 0) & (srcn == s)] < t_dev).mean())
                                    for s in sorted(set(srcn[yn == 0].tolist()))}})
     return rows
+
+
+def bootstrap_noise(text_dir, eval_dir, names: Sequence[str], reference: str, resamples: int = 400, seed: int = 0,
+                    keep_lines: bool = False, text_without: Sequence[str] = (),
+                    non_text: frozenset[str] = frozenset(), keep_draws: bool = False,
+                    extra_text: Sequence = ()) -> dict[str, dict]:
+    """How much of the ranking figure is the images' chance: a paired bootstrap over the basis.
+
+    Each resample draws the evaluation-only pool's images and the text pool's text images with
+    replacement, the same draw for every candidate (their score files list the same images; one
+    that trained on the text pool has the evaluation-only text alone), and recomputes each
+    candidate's ``rej95``. Per candidate: ``sd`` over the resamples, and against
+    ``reference`` the difference on the full basis (``diff``) and its ``diff_sd`` over the
+    resamples: two students whose difference is within about two ``diff_sd`` cannot be told apart
+    on these images, however many seeds each has. ``keep_draws`` adds each candidate's per-resample
+    figures (``draws``), from which the noise of any mean over candidates follows."""
+    if resamples < 2:
+        raise ValueError(f"resamples {resamples} must be at least 2")
+    if reference not in names:
+        raise ValueError(f"reference {reference!r} is not a candidate here ({', '.join(names)})")
+    bases = {n: basis_scores(text_dir, eval_dir, n, keep_lines, text_without, non_text, extra_text) for n in names}
+    ref = bases[reference]
+    text_ref = next((b for b in bases.values() if not b["seen"]), ref)  # candidates that trained on the text pool have none
+    for name, b in bases.items():
+        if not np.array_equal(b["eval"][3], ref["eval"][3]) or (
+                not b["seen"] and not np.array_equal(b["text"][1], text_ref["text"][1])):
+            raise ValueError(f"{name} and {reference} were scored on different images: "
+                             "bootstrap needs one training.select run per pool")
+    n_eval, n_text = len(ref["eval"][0]), len(text_ref["text"][0])
+
+    def rej95(b, ie, it):
+        sn, yn = b["eval"][0][ie], b["eval"][1][ie]
+        neg = sn[yn == 0]
+        text = b["eval"][0][:0] if b["seen"] else b["text"][0][it]
+        return float((neg < threshold95(np.concatenate([text, sn[yn == 1]]), neg)).mean())
+
+    rng = np.random.default_rng(seed)
+    full = {n: rej95(b, np.arange(n_eval), np.arange(n_text)) for n, b in bases.items()}
+    draws = {n: [] for n in names}
+    for _ in range(resamples):
+        ie = rng.integers(0, n_eval, n_eval)
+        it = rng.integers(0, n_text, n_text) if n_text else np.arange(0)
+        for n, b in bases.items():
+            draws[n].append(rej95(b, ie, it))
+    ref_draws = np.array(draws[reference])
+    return {n: {"rej95": full[n], "sd": float(np.std(draws[n], ddof=1)), "diff": full[n] - full[reference],
+                "diff_sd": float(np.std(np.array(draws[n]) - ref_draws, ddof=1)),
+                **({"draws": draws[n]} if keep_draws else {})} for n in names}
+
+
+def bootstrap_markdown(noise: dict[str, dict], reference: str, resamples: int) -> str:
+    lines = [f"Measurement noise of the ranking figure (paired bootstrap over the images, {resamples} resamples; "
+             f"against {reference}):", "",
+             "| candidate | rejected at recall 0.95 | bootstrap sd | difference | sd of the difference |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {n} | {v['rej95']:.3f} | {v['sd']:.3f} | {v['diff']:+.3f} | {v['diff_sd']:.3f} |"
+              for n, v in noise.items()]
+    return "\n".join(lines)
 
 
 def could_still_win(seeds: Sequence[float], base: Sequence[float], n_seeds: int, grid: int = 1001) -> bool:
@@ -227,24 +311,39 @@ def main(argv=None) -> dict:
     parser.add_argument("--audit", default=None, help="an audit file whose non-text verdicts relabel the pools' images")
     parser.add_argument("--text_without", default="", help="collections (comma-separated) whose text is left out")
     parser.add_argument("--keep_lines", action="store_true", help="keep ocrd-documents' text-line strips")
+    parser.add_argument("--extra_text", nargs="*", default=[], metavar="DIR",
+                        help="training.select --out folders of further never-seen pools whose text joins the threshold")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="also report the ranking figure's noise from the images (N paired resamples)")
+    parser.add_argument("--bootstrap_reference", default=None,
+                        help="the candidate the bootstrap's differences are taken against (default: the baseline's first)")
     parser.add_argument("--out", default=None, help="also write the tables here (.md) and the figures beside it (.json)")
     args = parser.parse_args(argv)
     try:
         recorded = parse_recorded(args.recorded)
         non_text = audited_non_text(args.audit) if args.audit else frozenset()
-        rows = candidate_rows(args.text_dir, args.eval_dir, args.keep_lines,
-                              [s for s in args.text_without.split(",") if s], non_text)
+        text_without = [s for s in args.text_without.split(",") if s]
+        rows = candidate_rows(args.text_dir, args.eval_dir, args.keep_lines, text_without, non_text, args.extra_text)
         recipes = recipe_rows(rows, recorded, args.baseline, args.seeds)
+        noise = None
+        if args.bootstrap:
+            reference = args.bootstrap_reference or next(
+                (r["name"] for r in rows if args.baseline and r["recipe"] == args.baseline), rows[0]["name"])
+            noise = bootstrap_noise(args.text_dir, args.eval_dir, [r["name"] for r in rows], reference,
+                                    args.bootstrap, keep_lines=args.keep_lines, text_without=text_without,
+                                    non_text=non_text, extra_text=args.extra_text)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     table = markdown(rows, recipes, args.baseline)
+    if noise:
+        table += "\n\n" + bootstrap_markdown(noise, reference, args.bootstrap)
     print(table)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(table + "\n")
-        out.with_suffix(".json").write_text(json.dumps({"candidates": rows, "recipes": recipes}, indent=2))
-    return {"candidates": rows, "recipes": recipes}
+        out.with_suffix(".json").write_text(json.dumps({"candidates": rows, "recipes": recipes, "bootstrap": noise}, indent=2))
+    return {"candidates": rows, "recipes": recipes, "bootstrap": noise}
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ def main(argv=None) -> int:
         p.add_argument("--kinds", nargs="*", default=[], choices=KINDS, help="only collections of these kinds")
         p.add_argument("--eval_only", action="store_true",
                        help="the evaluation-only collections (never trained on; build them into their own pool)")
+        p.add_argument("--eval_pool", default="",
+                       help="the evaluation-only collections of this evaluation pool (e.g. extra-text; implies --eval_only)")
         if name in ("screen", "build"):
             p.add_argument("--mirror", default=DEFAULT_MIRROR, help="folder of git directories (owner+name/repo)")
         if name == "screen":
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
             p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    manifests = load_manifests(args.manifests, args.collections, args.kinds, args.eval_only)
+    manifests = load_manifests(args.manifests, args.collections, args.kinds, args.eval_only, args.eval_pool)
     if args.command == "screen":
         from training.collections.screen import screen_collections
 

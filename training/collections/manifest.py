@@ -25,6 +25,13 @@ refuses to put it in a pool with training collections, and its records carry the
 ``EVAL_ONLY_SPLIT``, which ``training.data`` refuses to train on (such a pool is read with
 ``--eval_pools`` or scored with ``training.select``).
 
+``"eval_pool": "<name>"`` (with ``eval_only``) puts an evaluation-only collection in an evaluation
+pool of its own instead of the one the never-seen basis is defined on (session 30's: weather,
+portraits with masks, clothing, benchmark photos), so that ``load_manifests(eval_only=True)`` and
+``build --eval_only`` keep building that pool unchanged. Session 35's ``extra-text`` collections
+are scored for their text only (``training.neverseen --extra_text``); ``load_manifests(...,
+eval_pool="extra-text")`` and ``build --eval_pool extra-text`` take them.
+
 ``"rest_of": "<collection>"`` (kind ``unlabelled`` only) makes a manifest the remainder of a
 labelled collection of the same repository at the same commit: its own include / exclude
 matches minus every file that collection selects (its cap included) and every file with the
@@ -63,6 +70,7 @@ class Manifest:
     dropped: str = ""  # why the collection is not used (empty: it is)
     rest_of: str = ""  # a labelled collection of the same repository whose files are left out
     eval_only: bool = False  # kept for judging students: never in a training pool
+    eval_pool: str = ""  # with eval_only: an evaluation pool of its own ("": the basis's evaluation-only pool)
     # screening enlarges images to this short side for detection (0: the screen's default,
     # ``--det_min_side``); for collections of small images whose lettering slips through
     det_min_side: int = 0
@@ -77,6 +85,8 @@ class Manifest:
         if type(self.det_min_side) is not int or self.det_min_side < 0:
             raise ValueError(f"collection {self.name}: det_min_side {self.det_min_side!r} is not a short side in "
                              "pixels (0: the screen's default)")
+        if self.eval_pool and not self.eval_only:
+            raise ValueError(f"collection {self.name}: eval_pool {self.eval_pool!r} is for eval_only collections")
         if self.rest_of:
             if self.kind != "unlabelled":
                 raise ValueError(f"collection {self.name}: rest_of is for kind unlabelled, not {self.kind!r}")
@@ -166,14 +176,17 @@ def load_manifest(path: str | Path) -> Manifest:
 
 
 def load_manifests(directory: str | Path = MANIFEST_DIR, names: Iterable[str] = (),
-                   kinds: Iterable[str] = (), eval_only: bool = False) -> list[Manifest]:
+                   kinds: Iterable[str] = (), eval_only: bool = False, eval_pool: str = "") -> list[Manifest]:
     """The manifests under ``directory`` (by name), only ``names`` / ``kinds`` when given;
     dropped collections only when named; without ``names``, the training collections, or with
-    ``eval_only`` the evaluation-only ones. Every ``rest_of`` is resolved (``with_bases``)."""
+    ``eval_only`` the evaluation-only ones of ``eval_pool`` ("": the basis's evaluation-only pool;
+    a name implies ``eval_only``). Every ``rest_of`` is resolved (``with_bases``)."""
+    eval_only = eval_only or bool(eval_pool)
     names, kinds = set(names), set(kinds)
     manifests = with_bases(load_manifest(p) for p in sorted(Path(directory).glob("*.json")))
     unknown = names - {m.name for m in manifests}
     if unknown:
         raise ValueError(f"no manifest for collection(s) {', '.join(sorted(unknown))} under {directory}")
-    return [m for m in manifests if (m.name in names if names else not m.dropped and m.eval_only == eval_only)
+    return [m for m in manifests if (m.name in names if names else not m.dropped and m.eval_only == eval_only
+                                     and m.eval_pool == eval_pool)
             and (not kinds or m.kind in kinds)]
