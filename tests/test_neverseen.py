@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from training import metrics
-from training.neverseen import (bootstrap_noise, candidate_rows, could_still_win, main, recipe_of, recipe_rows)
+from training.neverseen import (bootstrap_noise, candidate_rows, could_still_win, main, recipe_bootstrap, recipe_of,
+                                recipe_rows)
 
 # session 30's figures on the audited basis (docs/select/session30-new.md, session30-rule.md)
 KDTUP20 = [0.466, 0.464, 0.462, 0.449]
@@ -193,3 +194,19 @@ def test_extra_text_joins_the_threshold_and_the_bootstrap(basis, tmp_path):
 def ev_text(root, name):
     z = np.load(root / "n" / f"{name}_scores.npz")
     return z["scores"][z["labels"] == 1]
+
+
+def test_recipe_bootstrap_compares_the_means_of_scored_seeds(basis):
+    root = basis[0]
+    rows = candidate_rows(root / "p", root / "n")
+    noise = bootstrap_noise(root / "p", root / "n", [r["name"] for r in rows], "b-s0", 30, keep_draws=True)
+    by_recipe = recipe_bootstrap(noise, rows, "b")
+    rej = {r["name"]: r["rej95"] for r in rows}
+    assert set(by_recipe) == {"a"} and by_recipe["a"]["seeds"] == 2 and by_recipe["a"]["baseline_seeds"] == 1
+    assert by_recipe["a"]["diff"] == pytest.approx((rej["a-s0"] + rej["a-s1"]) / 2 - rej["b-s0"])
+    pairs = (np.array(noise["a-s0"]["draws"]) + np.array(noise["a-s1"]["draws"])) / 2 - np.array(noise["b-s0"]["draws"])
+    assert by_recipe["a"]["sd"] == pytest.approx(np.std(pairs, ddof=1))
+    with pytest.raises(ValueError, match="no scored candidate"):
+        recipe_bootstrap(noise, rows, "kdTuP20")
+    result = main([str(root / "p"), str(root / "n"), "--baseline", "b", "--bootstrap", "10"])
+    assert set(result["bootstrap_recipes"]) == {"a"} and "draws" not in result["bootstrap"]["a-s0"]

@@ -189,13 +189,44 @@ def bootstrap_noise(text_dir, eval_dir, names: Sequence[str], reference: str, re
                 **({"draws": draws[n]} if keep_draws else {})} for n in names}
 
 
-def bootstrap_markdown(noise: dict[str, dict], reference: str, resamples: int) -> str:
+def recipe_bootstrap(noise: dict[str, dict], rows: Sequence[dict], baseline: str) -> dict[str, dict]:
+    """Per recipe, from ``bootstrap_noise(..., keep_draws=True)``: the mean of its scored seeds'
+    figures minus the mean of ``baseline``'s scored seeds' (``diff``), and that difference's sd
+    over the same resamples (``sd``): the part of a recipe comparison that is the images' chance,
+    however many seeds each recipe has. Seeds recorded without per-image scores cannot take part."""
+    members: dict[str, list[str]] = {}
+    for r in rows:
+        members.setdefault(r["recipe"], []).append(r["name"])
+    if baseline not in members:
+        raise ValueError(f"baseline {baseline!r} has no scored candidate to bootstrap against")
+
+    def mean_draws(recipe):
+        return np.mean([noise[n]["draws"] for n in members[recipe]], axis=0), np.mean(
+            [noise[n]["rej95"] for n in members[recipe]])
+
+    base_draws, base_full = mean_draws(baseline)
+    out = {}
+    for recipe in members:
+        if recipe != baseline:
+            draws, full = mean_draws(recipe)
+            out[recipe] = {"seeds": len(members[recipe]), "baseline_seeds": len(members[baseline]),
+                           "diff": float(full - base_full), "sd": float(np.std(draws - base_draws, ddof=1))}
+    return out
+
+
+def bootstrap_markdown(noise: dict[str, dict], reference: str, resamples: int,
+                       recipes: dict[str, dict] | None = None, baseline: str | None = None) -> str:
     lines = [f"Measurement noise of the ranking figure (paired bootstrap over the images, {resamples} resamples; "
              f"against {reference}):", "",
              "| candidate | rejected at recall 0.95 | bootstrap sd | difference | sd of the difference |",
              "|---|---|---|---|---|"]
     lines += [f"| {n} | {v['rej95']:.3f} | {v['sd']:.3f} | {v['diff']:+.3f} | {v['diff_sd']:.3f} |"
               for n, v in noise.items()]
+    if recipes:
+        lines += ["", f"Per recipe against {baseline}, the mean over each side's scored seeds (the same resamples):", "",
+                  "| recipe | scored seeds | difference of the means | its bootstrap sd | beyond two sds |", "|---|---|---|---|---|"]
+        lines += [f"| {n} | {v['seeds']} against {v['baseline_seeds']} | {v['diff']:+.3f} | {v['sd']:.3f} | "
+                  f"{'yes' if abs(v['diff']) > 2 * v['sd'] else 'no'} |" for n, v in recipes.items()]
     return "\n".join(lines)
 
 
@@ -325,25 +356,30 @@ def main(argv=None) -> dict:
         text_without = [s for s in args.text_without.split(",") if s]
         rows = candidate_rows(args.text_dir, args.eval_dir, args.keep_lines, text_without, non_text, args.extra_text)
         recipes = recipe_rows(rows, recorded, args.baseline, args.seeds)
-        noise = None
+        noise = by_recipe = None
         if args.bootstrap:
             reference = args.bootstrap_reference or next(
                 (r["name"] for r in rows if args.baseline and r["recipe"] == args.baseline), rows[0]["name"])
             noise = bootstrap_noise(args.text_dir, args.eval_dir, [r["name"] for r in rows], reference,
                                     args.bootstrap, keep_lines=args.keep_lines, text_without=text_without,
-                                    non_text=non_text, extra_text=args.extra_text)
+                                    non_text=non_text, extra_text=args.extra_text, keep_draws=True)
+            by_recipe = (recipe_bootstrap(noise, rows, args.baseline)
+                         if args.baseline and any(r["recipe"] == args.baseline for r in rows) else None)
+            for v in noise.values():
+                v.pop("draws")
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     table = markdown(rows, recipes, args.baseline)
     if noise:
-        table += "\n\n" + bootstrap_markdown(noise, reference, args.bootstrap)
+        table += "\n\n" + bootstrap_markdown(noise, reference, args.bootstrap, by_recipe, args.baseline)
     print(table)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(table + "\n")
-        out.with_suffix(".json").write_text(json.dumps({"candidates": rows, "recipes": recipes, "bootstrap": noise}, indent=2))
-    return {"candidates": rows, "recipes": recipes, "bootstrap": noise}
+        out.with_suffix(".json").write_text(json.dumps({"candidates": rows, "recipes": recipes, "bootstrap": noise,
+                                                         "bootstrap_recipes": by_recipe}, indent=2))
+    return {"candidates": rows, "recipes": recipes, "bootstrap": noise, "bootstrap_recipes": by_recipe}
 
 
 if __name__ == "__main__":
