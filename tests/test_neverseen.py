@@ -186,6 +186,14 @@ def test_extra_text_joins_the_threshold_and_the_bootstrap(basis, tmp_path):
     assert rows["a-s0"]["rej95"] == pytest.approx((neg < t95).mean())
     noise = bootstrap_noise(root / "p", root / "n", ["a-s0", "a-s1"], "a-s0", 20, extra_text=[tmp_path / "x"])
     assert noise["a-s1"]["rej95"] == pytest.approx(rows["a-s1"]["rej95"])
+    # b-s0 trained on the people pool: its extra text still counts, in the rows and in the bootstrap alike
+    z = dict(np.load(tmp_path / "x" / "b-s0_scores.npz"))
+    z["scores"] = np.where(z["labels"] == 1, 0.001, z["scores"])  # text it misses: the threshold must drop
+    np.savez_compressed(tmp_path / "x" / "b-s0_scores.npz", **z)
+    low = {r["name"]: r for r in candidate_rows(root / "p", root / "n", extra_text=[tmp_path / "x"])}["b-s0"]
+    assert low["rej95"] < rows["b-s0"]["rej95"]
+    seen = bootstrap_noise(root / "p", root / "n", ["a-s0", "b-s0"], "a-s0", 20, extra_text=[tmp_path / "x"])
+    assert seen["b-s0"]["rej95"] == pytest.approx(low["rej95"])
     (tmp_path / "x" / "a-s1_scores.npz").unlink()
     with pytest.raises(ValueError, match="no scores in"):
         candidate_rows(root / "p", root / "n", extra_text=[tmp_path / "x"])

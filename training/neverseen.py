@@ -92,24 +92,31 @@ def load_scores(folder, name: str, keep_lines: bool = True, non_text: frozenset[
 def basis_scores(text_dir, eval_dir, name: str, keep_lines: bool = False, text_without: Sequence[str] = (),
                  non_text: frozenset[str] = frozenset(), extra_text: Sequence = ()) -> dict:
     """A candidate's images on the basis: the evaluation-only pool's (``eval``: scores, labels,
-    collections, paths) and the text pool's text images (``text``: scores, paths; none when the
-    candidate trained on that pool, ``seen``), followed by the text images of every
-    ``extra_text`` folder (training.select folders of further never-seen pools, which every
-    candidate must have been scored in)."""
+    collections, paths) and, per further folder, that folder's text images (``text``: {folder:
+    (scores, paths)}): the text pool's (absent when the candidate trained on that pool, ``seen``)
+    and every ``extra_text`` folder's (training.select folders of further never-seen pools, which
+    every candidate must have been scored in)."""
     sn, yn, srcn, pn = load_scores(eval_dir, name, non_text=non_text)
     seen = not scores_file(text_dir, name).exists()
-    su, pu = sn[:0], pn[:0]
-    if not seen:
-        su, yu, srcu, pu = load_scores(text_dir, name, keep_lines, non_text)
-        use = ~np.isin(srcu, list(text_without)) & (yu == 1)
-        su, pu = su[use], pu[use]
-    for folder in extra_text:
+    text = {}
+    for folder in ([] if seen else [text_dir]) + list(extra_text):
         if not scores_file(folder, name).exists():
             raise ValueError(f"{name} has no scores in {folder}: score every candidate on each --extra_text pool")
-        se, ye, srce, pe = load_scores(folder, name, keep_lines, non_text)
-        use = ~np.isin(srce, list(text_without)) & (ye == 1)
-        su, pu = np.concatenate([su, se[use]]), np.concatenate([pu, pe[use]])
-    return {"eval": (sn, yn, srcn, pn), "text": (su, pu), "seen": seen}
+        s, y, src, paths = load_scores(folder, name, keep_lines, non_text)
+        use = ~np.isin(src, list(text_without)) & (y == 1)
+        text[str(folder)] = (s[use], paths[use])
+    return {"eval": (sn, yn, srcn, pn), "text": text, "seen": seen}
+
+
+def basis_text_and_non_text(basis: dict, eval_draw=None, text_draws: dict | None = None):
+    """The text scores (every text part, then the evaluation-only pool's text) and the non-text
+    scores of ``basis_scores``, optionally resampled: ``eval_draw`` indexes the evaluation-only
+    pool's images, ``text_draws`` {folder: indices} each text part."""
+    sn, yn = basis["eval"][0], basis["eval"][1]
+    if eval_draw is not None:
+        sn, yn = sn[eval_draw], yn[eval_draw]
+    parts = [s if text_draws is None else s[text_draws[folder]] for folder, (s, _) in basis["text"].items()]
+    return np.concatenate(parts + [sn[yn == 1]]), sn[yn == 0]
 
 
 def threshold95(text: np.ndarray, neg: np.ndarray) -> float:
@@ -126,8 +133,7 @@ def candidate_rows(text_dir, eval_dir, keep_lines: bool = False, text_without: S
     for name, cand in cands.items():
         basis = basis_scores(text_dir, eval_dir, name, keep_lines, text_without, non_text, extra_text)
         sn, yn, srcn, _ = basis["eval"]
-        text = np.concatenate([basis["text"][0], sn[yn == 1]])
-        neg = sn[yn == 0]
+        text, neg = basis_text_and_non_text(basis)
         if not len(text) or not len(neg):
             raise ValueError(f"{name}: the basis needs text and non-text images ({len(text)} / {len(neg)})")
         t95 = threshold95(text, neg)
@@ -147,10 +153,10 @@ def bootstrap_noise(text_dir, eval_dir, names: Sequence[str], reference: str, re
                     extra_text: Sequence = ()) -> dict[str, dict]:
     """How much of the ranking figure is the images' chance: a paired bootstrap over the basis.
 
-    Each resample draws the evaluation-only pool's images and the text pool's text images with
-    replacement, the same draw for every candidate (their score files list the same images; one
-    that trained on the text pool has the evaluation-only text alone), and recomputes each
-    candidate's ``rej95``. Per candidate: ``sd`` over the resamples, and against
+    Each resample draws the evaluation-only pool's images and the text images of the text pools
+    with replacement, the same draw for every candidate (their score files list the same images; one
+    that trained on the text pool has no part there), and recomputes each candidate's ``rej95``
+    (on the full basis: the rows' figure). Per candidate: ``sd`` over the resamples, and against
     ``reference`` the difference on the full basis (``diff``) and its ``diff_sd`` over the
     resamples: two students whose difference is within about two ``diff_sd`` cannot be told apart
     on these images, however many seeds each has. ``keep_draws`` adds each candidate's per-resample
@@ -160,29 +166,34 @@ def bootstrap_noise(text_dir, eval_dir, names: Sequence[str], reference: str, re
     if reference not in names:
         raise ValueError(f"reference {reference!r} is not a candidate here ({', '.join(names)})")
     bases = {n: basis_scores(text_dir, eval_dir, n, keep_lines, text_without, non_text, extra_text) for n in names}
-    ref = bases[reference]
-    text_ref = next((b for b in bases.values() if not b["seen"]), ref)  # candidates that trained on the text pool have none
+    eval_paths = bases[reference]["eval"][3]
+    text_paths: dict[str, np.ndarray] = {}  # per text part, the images every candidate scored there lists
     for name, b in bases.items():
-        if not np.array_equal(b["eval"][3], ref["eval"][3]) or (
-                not b["seen"] and not np.array_equal(b["text"][1], text_ref["text"][1])):
+        if not np.array_equal(b["eval"][3], eval_paths) or any(
+                not np.array_equal(paths, text_paths.setdefault(folder, paths)) for folder, (_, paths) in b["text"].items()):
             raise ValueError(f"{name} and {reference} were scored on different images: "
                              "bootstrap needs one training.select run per pool")
-    n_eval, n_text = len(ref["eval"][0]), len(text_ref["text"][0])
+    # one index array over all text parts in turn, split per part: with every part present this is
+    # one draw over the concatenated text
+    layout, start = {}, 0
+    for folder, paths in text_paths.items():
+        layout[folder] = (start, len(paths))
+        start += len(paths)
+    n_eval = len(eval_paths)
 
-    def rej95(b, ie, it):
-        sn, yn = b["eval"][0][ie], b["eval"][1][ie]
-        neg = sn[yn == 0]
-        text = b["eval"][0][:0] if b["seen"] else b["text"][0][it]
-        return float((neg < threshold95(np.concatenate([text, sn[yn == 1]]), neg)).mean())
+    def rej95(b, eval_draw, text_draw):
+        text_draws = {f: text_draw[(text_draw >= s) & (text_draw < s + n)] - s for f, (s, n) in layout.items()}
+        text, neg = basis_text_and_non_text(b, eval_draw, text_draws)
+        return float((neg < threshold95(text, neg)).mean())
 
     rng = np.random.default_rng(seed)
-    full = {n: rej95(b, np.arange(n_eval), np.arange(n_text)) for n, b in bases.items()}
+    full = {n: rej95(b, np.arange(n_eval), np.arange(start)) for n, b in bases.items()}
     draws = {n: [] for n in names}
     for _ in range(resamples):
-        ie = rng.integers(0, n_eval, n_eval)
-        it = rng.integers(0, n_text, n_text) if n_text else np.arange(0)
+        eval_draw = rng.integers(0, n_eval, n_eval)
+        text_draw = rng.integers(0, start, start) if start else np.arange(0)
         for n, b in bases.items():
-            draws[n].append(rej95(b, ie, it))
+            draws[n].append(rej95(b, eval_draw, text_draw))
     ref_draws = np.array(draws[reference])
     return {n: {"rej95": full[n], "sd": float(np.std(draws[n], ddof=1)), "diff": full[n] - full[reference],
                 "diff_sd": float(np.std(np.array(draws[n]) - ref_draws, ddof=1)),

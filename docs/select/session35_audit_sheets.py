@@ -17,17 +17,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from training.collections.labels import LABELS_DIR, labels_path, read_labels
+from training.collections.sheets import TILE, fit
 
-TILE, PER_SHEET, COLUMNS = 240, 30, 6
+PER_SHEET, COLUMNS = 30, 6
 
 
 def crop_around_boxes(img: Image.Image, boxes) -> Image.Image:
     pts = np.array([p for b in boxes for p in b], float).reshape(-1, 2)
     (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
     m = max(x1 - x0, y1 - y0) * 0.6 + 20
-    crop = img.crop((max(0, x0 - m), max(0, y0 - m), min(img.width, x1 + m), min(img.height, y1 + m)))
-    s = min(TILE / crop.width, TILE / crop.height)
-    return crop.resize((max(1, int(crop.width * s)), max(1, int(crop.height * s))))
+    return fit(img.crop((max(0, x0 - m), max(0, y0 - m), min(img.width, x1 + m), min(img.height, y1 + m))), TILE, TILE)
 
 
 def main(pool, out, *collections):

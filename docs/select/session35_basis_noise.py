@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from training.neverseen import basis_scores, bootstrap_noise, recipe_of
+from training.neverseen import basis_scores, bootstrap_noise, recipe_bootstrap, recipe_of
 
 FOLDERS = ["select32-kdTuP20w96", "select33-kdTuP20v", "select33-kdTuP20d", "select34-kdTuP20vm", "select35-kdTuP20t"]
 REFERENCE = "kdTuP20-s0"
@@ -49,11 +49,10 @@ def rule_table(root, resamples, extra=False):
     for text_dir, eval_dir, names, extra_text in folders(root, extra):
         noise = bootstrap_noise(text_dir, eval_dir, names, REFERENCE, resamples, keep_draws=True, extra_text=extra_text)
         seeds = [n for n in names if n != REFERENCE]
-        ref = np.array(noise[REFERENCE]["draws"])
-        mean_draws = np.mean([np.array(noise[n]["draws"]) - ref for n in seeds], axis=0)
-        mean_diff = np.mean([noise[n]["diff"] for n in seeds])
+        (recipe, mean), = recipe_bootstrap(noise, [{"name": n, "recipe": recipe_of(n)} for n in names],
+                                           recipe_of(REFERENCE)).items()
         per_seed = ", ".join(f"{noise[n]['diff']:+.3f} ({noise[n]['diff_sd']:.3f})" for n in seeds)
-        print(f"| {recipe_of(seeds[0])} | {len(seeds)} | {mean_diff:+.3f} | {np.std(mean_draws, ddof=1):.3f} | {per_seed} |")
+        print(f"| {recipe} | {len(seeds)} | {mean['diff']:+.3f} | {mean['sd']:.3f} | {per_seed} |")
     print(f"\nkdTuP20-s0 itself: {noise[REFERENCE]['rej95']:.3f}, bootstrap sd {noise[REFERENCE]['sd']:.3f}.")
 
 
@@ -63,18 +62,19 @@ def figure_table(root, resamples, extra=False):
     print("|---" * (1 + len(FIGURES)) + "|")
     for text_dir, eval_dir, names, extra_text in folders(root, extra):
         bases = {n: basis_scores(text_dir, eval_dir, n, extra_text=extra_text) for n in names}
-        n_eval, n_text = len(bases[REFERENCE]["eval"][0]), len(bases[REFERENCE]["text"][0])
+        texts = {n: np.concatenate([s for s, _ in b["text"].values()]) for n, b in bases.items()}  # none trained on them
+        n_eval, n_text = len(bases[REFERENCE]["eval"][0]), len(texts[REFERENCE])
 
-        def of(b, ie, it):
-            sn, yn = b["eval"][0][ie], b["eval"][1][ie]
-            return figures(np.concatenate([b["text"][0][it], sn[yn == 1]]), sn[yn == 0])
+        def of(name, ie, it):
+            sn, yn = bases[name]["eval"][0][ie], bases[name]["eval"][1][ie]
+            return figures(np.concatenate([texts[name][it], sn[yn == 1]]), sn[yn == 0])
 
         seeds = [n for n in names if n != REFERENCE]
-        full = {n: of(b, np.arange(n_eval), np.arange(n_text)) for n, b in bases.items()}
+        full = {n: of(n, np.arange(n_eval), np.arange(n_text)) for n in bases}
         draws = []
         for _ in range(resamples):
             ie, it = rng.integers(0, n_eval, n_eval), rng.integers(0, n_text, n_text)
-            v = {n: of(b, ie, it) for n, b in bases.items()}
+            v = {n: of(n, ie, it) for n in bases}
             draws.append(np.mean([v[n] - v[REFERENCE] for n in seeds], axis=0))
         diff = np.mean([full[n] - full[REFERENCE] for n in seeds], axis=0)
         sd = np.std(draws, axis=0, ddof=1)
