@@ -201,6 +201,8 @@ def test_an_eval_pool_of_its_own_keeps_the_basis_pool_unchanged(tmp_path):
              "eval_only": extra is not None, **(extra or {})}), encoding="utf-8")
     assert [m.name for m in load_manifests(d, eval_only=True)] == ["judged"]  # build --eval_only: the basis's pool
     assert [m.name for m in load_manifests(d, eval_pool="extra-text")] == ["more-text"]
+    with pytest.raises(ValueError, match="no evaluation pool 'nope'.*known: extra-text"):
+        load_manifests(d, eval_pool="nope")
     assert [m.name for m in load_manifests(d)] == ["trained"]
     with pytest.raises(ValueError, match="is for eval_only collections"):
         Manifest(name="x", kind="non_text", repository="o/r", commit="0" * 40, include=("*",), eval_pool="extra-text")

@@ -46,7 +46,10 @@ def main(argv=None) -> int:
             p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    manifests = load_manifests(args.manifests, args.collections, args.kinds, args.eval_only, args.eval_pool)
+    try:
+        manifests = load_manifests(args.manifests, args.collections, args.kinds, args.eval_only, args.eval_pool)
+    except ValueError as exc:  # an unknown collection or evaluation pool, a malformed manifest
+        parser.error(str(exc))
     if args.command == "screen":
         from training.collections.screen import screen_collections
 

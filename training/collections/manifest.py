@@ -187,6 +187,9 @@ def load_manifests(directory: str | Path = MANIFEST_DIR, names: Iterable[str] = 
     unknown = names - {m.name for m in manifests}
     if unknown:
         raise ValueError(f"no manifest for collection(s) {', '.join(sorted(unknown))} under {directory}")
+    pools = {m.eval_pool for m in manifests if m.eval_only}
+    if eval_pool not in pools | {""}:
+        raise ValueError(f"no evaluation pool {eval_pool!r} under {directory} (known: {', '.join(sorted(pools - {''})) or 'none'})")
     return [m for m in manifests if (m.name in names if names else not m.dropped and m.eval_only == eval_only
                                      and m.eval_pool == eval_pool)
             and (not kinds or m.kind in kinds)]
