@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from training.collections.labels import LABELS_DIR, labels_path, read_labels
+from training.collections.manifest import load_manifests
 from training.collections.sheets import TILE, fit
 
 PER_SHEET, COLUMNS = 30, 6
@@ -33,14 +34,16 @@ def main(pool, out, *collections):
     pool, out = Path(pool), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stored = {r["path"]: r for r in map(json.loads, (pool / "labels.jsonl").read_text().splitlines())}
-    entries = [(c, e) for c in collections for e in read_labels(labels_path(LABELS_DIR, c)).values() if e["label"] == 1]
+    manifests = {m.name: m for m in load_manifests(names=collections)}
+    entries = [(c, e) for c in collections for e in read_labels(labels_path(LABELS_DIR, c)).values()
+               if e["label"] == 1 and manifests[c].stored_path(e["path"]) in stored]  # else a duplicate the pool leaves out
     index = []
     for start in range(0, len(entries), PER_SHEET):
         rows = -(-PER_SHEET // COLUMNS)
         sheet = Image.new("RGB", (COLUMNS * TILE, rows * (TILE + 20)), "white")
         draw = ImageDraw.Draw(sheet)
         for k, (c, e) in enumerate(entries[start:start + PER_SHEET]):
-            path = f"images/{c}/{e['path']}"
+            path = manifests[c].stored_path(e["path"])
             img = Image.open(pool / path).convert("RGB")
             x, y = (k % COLUMNS) * TILE, (k // COLUMNS) * (TILE + 20)
             sheet.paste(crop_around_boxes(img, stored[path]["boxes"]), (x, y))
