@@ -22,8 +22,8 @@ import numpy as np
 
 from benchmarks.score_rules import RULES
 from model.preprocessing import preprocess_from_meta
-from model.registry import load_checkpoint
 from model.regions import grid_maxima
+from model.registry import load_checkpoint
 from training import metrics
 from training.config import DataConfig, default_data_root
 from training.neverseen import threshold95
@@ -63,7 +63,7 @@ def figures(checkpoint: str, cache: ScoreCache) -> dict[str, dict]:
         text = np.concatenate([score[n][pools[n]["image_labels"] == 1] for n in POOLS])
         neg = score["new"][pools["new"]["image_labels"] == 0]
         out[rule] = {"rej95": float((neg < threshold95(text, neg)).mean()),
-                     "dev_f": metrics.prf_at(d, dev["image_labels"], thr)["f1"], "n_text": int(len(text))}
+                     "dev_f": metrics.prf_at(d, dev["image_labels"], thr)["f1"], "n_text": len(text)}
     return out
 
 
