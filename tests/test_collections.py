@@ -30,11 +30,27 @@ def git(*args, cwd):
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def make_mirror(tmp_path: Path, files: dict[str, bytes], name: str = "tiny") -> tuple[Path, Path, str]:
+    """A bare mirror ``owner+<name>/repo`` of a one-commit repository holding ``files``:
+    (mirror directory, bare repository, commit)."""
+    src = tmp_path / f"src-{name}"
+    for path, data in files.items():
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_bytes(data)
+    git("init", "-q", cwd=src)
+    git("add", ".", cwd=src)
+    git("commit", "-q", "-m", "images", cwd=src)
+    commit = git("rev-parse", "HEAD", cwd=src)
+    mirror = tmp_path / "mirror"
+    repo = mirror / f"owner+{name}" / "repo"
+    git("clone", "-q", "--bare", "--no-local", str(src), str(repo), cwd=tmp_path)
+    return mirror, repo, commit
+
+
 @pytest.fixture
 def collection(tmp_path):
     """A bare mirror ``owner+tiny/repo`` of a repository of real images (one corrupt, one
     duplicate, one excluded, one whose blob the snapshot lacks) and its manifest."""
-    src = tmp_path / "src"
     files = {
         "imgs/big.jpg": encode(Image.fromarray(gradient(800, 600)), "JPEG", quality=95),
         "imgs/small.png": encode(Image.fromarray(gradient(300, 200)[:, ::-1].copy()), "PNG"),
@@ -45,16 +61,7 @@ def collection(tmp_path):
         "README.md": b"not an image\n",
     }
     files["imgs/copy_of_big.jpg"] = files["imgs/big.jpg"]
-    for path, data in files.items():
-        (src / path).parent.mkdir(parents=True, exist_ok=True)
-        (src / path).write_bytes(data)
-    git("init", "-q", cwd=src)
-    git("add", ".", cwd=src)
-    git("commit", "-q", "-m", "images", cwd=src)
-    commit = git("rev-parse", "HEAD", cwd=src)
-    mirror = tmp_path / "mirror"
-    repo = mirror / "owner+tiny" / "repo"
-    git("clone", "-q", "--bare", "--no-local", str(src), str(repo), cwd=tmp_path)
+    mirror, repo, commit = make_mirror(tmp_path, files)
     manifest = Manifest(name="tiny", kind="non_text", repository="owner/tiny", commit=commit,
                         include=("imgs/*",), exclude=("imgs/skip/*",))
     return SimpleNamespace(mirror=mirror, repo=repo, files=files, manifest=manifest, labels=tmp_path / "labels",
@@ -437,6 +444,43 @@ def test_build_writes_the_shared_format_and_reports_bad_files(collection):
     assert {p["path"]: p["problem"] for p in report.problems}["imgs/small.png"] == "missing from the mirror"
     kept = [line for line in before.splitlines(keepends=True) if b"small" not in line]
     assert len(kept) == 1 and (collection.pool / "labels.jsonl").read_bytes() == kept[0]
+
+
+def test_build_trims_letterbox_bars_where_the_manifest_asks_and_moves_the_boxes(tmp_path):
+    content = gradient(200, 120)  # no row or column of it is one flat colour at its edges
+    boxed = np.full((224, 224, 3), 128, np.uint8)
+    boxed[52:172, 12:212] = content  # a letterbox: grey bars above, below and at the sides
+    files = {"boxed.png": encode(Image.fromarray(boxed), "PNG"),
+             "flat.png": encode(Image.new("RGB", (64, 64), (128, 128, 128)), "PNG"),
+             "plain.png": encode(Image.fromarray(content), "PNG")}
+    mirror, _, commit = make_mirror(tmp_path, files, "boxed")
+    box = [32.0, 82.0, 92.0, 82.0, 92.0, 102.0, 32.0, 102.0]  # in the source's pixels
+    labels = tmp_path / "labels"
+    with LabelsWriter(labels / "boxed.jsonl") as w:
+        w.write(entry("boxed.png", files["boxed.png"], 1, [box]) | {"source": "boxed"})
+        w.write(entry("flat.png", files["flat.png"], 0) | {"source": "boxed"})
+        w.write(entry("plain.png", files["plain.png"], 0) | {"source": "boxed"})
+    for trim, pool in ((True, tmp_path / "trimmed"), (False, tmp_path / "whole")):
+        manifest = Manifest(name="boxed", kind="text", repository="owner/boxed", commit=commit, include=("*.png",),
+                            trim_borders=trim)
+        build_pool([manifest], pool, mirror, labels)
+    records = {r.path: r for r in load_records(tmp_path / "trimmed")}
+    with Image.open(tmp_path / "trimmed/images/boxed/boxed.jpg") as img:
+        assert img.size == (200, 120)
+        assert np.abs(np.asarray(img.convert("RGB"), int) - content).mean() < 2  # the content, without bars
+    assert records["images/boxed/boxed.jpg"].boxes[0] == pytest.approx([20, 30, 80, 30, 80, 50, 20, 50], abs=0.06)
+    for name, size in (("flat", (64, 64)), ("plain", (200, 120))):  # a flat picture is kept whole; no bars, no cut
+        with Image.open(tmp_path / f"trimmed/images/boxed/{name}.jpg") as img:
+            assert img.size == size
+    whole = {r.path: r for r in load_records(tmp_path / "whole")}
+    with Image.open(tmp_path / "whole/images/boxed/boxed.jpg") as img:
+        assert img.size == (224, 224)
+    assert whole["images/boxed/boxed.jpg"].boxes[0] == pytest.approx(box, abs=0.06)
+
+
+def test_trim_borders_must_be_true_or_false():
+    with pytest.raises(ValueError, match="trim_borders"):
+        Manifest(name="x", kind="text", repository="o/x", commit="c", include=("*",), trim_borders="yes")
 
 
 def test_build_puts_unlabelled_images_apart_and_counts_unscreened(collection):

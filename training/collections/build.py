@@ -1,7 +1,8 @@
 """Assemble a pool of re-encoded images from the committed labels of the collections.
 
 For every screened file of every collection: read the source bytes from the local mirror,
-check their sha256 against the labels file, decode (upright RGB), shrink to a short edge
+check their sha256 against the labels file, decode (upright RGB), cut letterbox bars off where the
+manifest asks (``trim_borders``), shrink to a short edge
 of at most ``short_edge`` px and store as JPEG under ``POOL/images/<collection>/``. Text
 and non-text images go to ``POOL/labels.jsonl`` in the shared data's format (boxes scaled
 to the stored image), unlabelled ones to ``POOL/unlabelled.jsonl``; a missing, corrupt or
@@ -60,8 +61,30 @@ def shrink(rgb: np.ndarray, short_edge: int = SHORT_EDGE) -> Image.Image:
     return img
 
 
-def scale_boxes(boxes: Iterable, sx: float, sy: float) -> list:
-    return [[round(v * (sx if i % 2 == 0 else sy), 1) for i, v in enumerate(box)] for box in boxes]
+def scale_boxes(boxes: Iterable, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> list:
+    """Quadrilaterals (x1, y1, .., x4, y4) moved by (dx, dy), then scaled by (sx, sy)."""
+    return [[round((v + (dx if i % 2 == 0 else dy)) * (sx if i % 2 == 0 else sy), 1) for i, v in enumerate(box)]
+            for box in boxes]
+
+
+def trim_uniform_borders(rgb: np.ndarray, tolerance: int = 3, min_keep: float = 0.25) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of ``rgb`` without its letterbox bars: the outer rows (columns) whose every
+    pixel is within ``tolerance`` of the top-left pixel's colour, cut only where they pair up as a
+    letterbox does, as thick on one side as on the other (within 2 px), so that a photo whose edge
+    merely fades into a flat colour keeps it. An image that would keep less than ``min_keep`` of a
+    side (a flat picture) is kept whole."""
+    h, w = rgb.shape[:2]
+    flat = (np.abs(rgb.astype(np.int16) - rgb[0, 0].astype(np.int16)) <= tolerance).all(axis=-1)
+    rows, cols = np.flatnonzero(~flat.all(axis=1)), np.flatnonzero(~flat.all(axis=0))
+    if not len(rows) or not len(cols):
+        return 0, 0, w, h
+
+    def bars(kept: np.ndarray, n: int) -> tuple[int, int]:
+        start, end = int(kept[0]), int(kept[-1]) + 1
+        return (start, end) if abs(start - (n - end)) <= 2 and end - start >= min_keep * n else (0, n)
+
+    (x0, x1), (y0, y1) = bars(cols, w), bars(rows, h)
+    return x0, y0, x1, y1
 
 
 def build_collection(manifest: Manifest, out: Path, mirror, labels_dir, report: BuildReport, labelled, unlabelled,
@@ -95,13 +118,16 @@ def build_collection(manifest: Manifest, out: Path, mirror, labels_dir, report: 
             except (ImageDecodeError, OSError, ValueError) as e:
                 report.problem(name, path, f"cannot decode: {e}")
                 continue
+            x0, y0, x1, y1 = trim_uniform_borders(rgb) if manifest.trim_borders else (0, 0, rgb.shape[1], rgb.shape[0])
+            rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
             img = shrink(rgb, short_edge)
             stored = manifest.stored_path(path)
             (out / stored).parent.mkdir(parents=True, exist_ok=True)
             img.save(out / stored, "JPEG", quality=quality)
             sx, sy = img.width / rgb.shape[1], img.height / rgb.shape[0]
-            record = {"path": stored, "label": entry["label"], "boxes": scale_boxes(entry.get("boxes", []), sx, sy),
-                      "ignore": scale_boxes(entry.get("ignore", []), sx, sy), "source": name,
+            record = {"path": stored, "label": entry["label"],
+                      "boxes": scale_boxes(entry.get("boxes", []), sx, sy, -x0, -y0),
+                      "ignore": scale_boxes(entry.get("ignore", []), sx, sy, -x0, -y0), "source": name,
                       "split": EVAL_ONLY_SPLIT if manifest.eval_only else split_of(stored)}
             (labelled if entry["label"] in (TEXT, NON_TEXT) else unlabelled).append(record)
             report.count(name, {TEXT: "text", NON_TEXT: "non_text", UNLABELLED: "unlabelled"}[entry["label"]])

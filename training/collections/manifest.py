@@ -19,6 +19,11 @@ Files with identical contents (the same git blob) are kept once.
 for text detection (instead of ``--det_min_side``): for small images whose lettering the
 default size misses (fashion-catalogue's 224-px catalogue shots).
 
+``"trim_borders": true`` makes the builder cut uniform bars off the image's edges before storing
+it (``build.trim_uniform_borders``; the boxes move with the content): for collections whose
+images were letterboxed into a square (the Freiburg groceries' 224x224 grey bars), so that bars
+found in one collection only do not become a cue.
+
 ``"eval_only": true`` marks a collection kept for judging students, never for training: it is
 left out of ``load_manifests`` unless asked for with ``eval_only=True`` (or named), the builder
 refuses to put it in a pool with training collections, and its records carry the split
@@ -74,6 +79,7 @@ class Manifest:
     # screening enlarges images to this short side for detection (0: the screen's default,
     # ``--det_min_side``); for collections of small images whose lettering slips through
     det_min_side: int = 0
+    trim_borders: bool = False  # the builder cuts uniform letterbox bars off the edges
     # the manifest named by ``rest_of``, set by ``with_bases`` (not part of the JSON file)
     base: Optional["Manifest"] = field(default=None, repr=False, compare=False)
 
@@ -85,6 +91,8 @@ class Manifest:
         if type(self.det_min_side) is not int or self.det_min_side < 0:
             raise ValueError(f"collection {self.name}: det_min_side {self.det_min_side!r} is not a short side in "
                              "pixels (0: the screen's default)")
+        if type(self.trim_borders) is not bool:
+            raise ValueError(f"collection {self.name}: trim_borders {self.trim_borders!r} is not true or false")
         if self.eval_pool and not self.eval_only:
             raise ValueError(f"collection {self.name}: eval_pool {self.eval_pool!r} is for eval_only collections")
         if self.rest_of:
