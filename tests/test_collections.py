@@ -455,9 +455,10 @@ def test_build_trims_letterbox_bars_where_the_manifest_asks_and_moves_the_boxes(
              "plain.png": encode(Image.fromarray(content), "PNG")}
     mirror, _, commit = make_mirror(tmp_path, files, "boxed")
     box = [32.0, 82.0, 92.0, 82.0, 92.0, 102.0, 32.0, 102.0]  # in the source's pixels
+    into_bar = [5.0, 40.0, 60.0, 40.0, 60.0, 70.0, 5.0, 70.0]  # reaches into the left and top bars
     labels = tmp_path / "labels"
     with LabelsWriter(labels / "boxed.jsonl") as w:
-        w.write(entry("boxed.png", files["boxed.png"], 1, [box]) | {"source": "boxed"})
+        w.write(entry("boxed.png", files["boxed.png"], 1, [box, into_bar]) | {"source": "boxed"})
         w.write(entry("flat.png", files["flat.png"], 0) | {"source": "boxed"})
         w.write(entry("plain.png", files["plain.png"], 0) | {"source": "boxed"})
     for trim, pool in ((True, tmp_path / "trimmed"), (False, tmp_path / "whole")):
@@ -469,13 +470,14 @@ def test_build_trims_letterbox_bars_where_the_manifest_asks_and_moves_the_boxes(
         assert img.size == (200, 120)
         assert np.abs(np.asarray(img.convert("RGB"), int) - content).mean() < 2  # the content, without bars
     assert records["images/boxed/boxed.jpg"].boxes[0] == pytest.approx([20, 30, 80, 30, 80, 50, 20, 50], abs=0.06)
+    assert records["images/boxed/boxed.jpg"].boxes[1] == pytest.approx([0, 0, 48, 0, 48, 18, 0, 18], abs=0.06)
     for name, size in (("flat", (64, 64)), ("plain", (200, 120))):  # a flat picture is kept whole; no bars, no cut
         with Image.open(tmp_path / f"trimmed/images/boxed/{name}.jpg") as img:
             assert img.size == size
     whole = {r.path: r for r in load_records(tmp_path / "whole")}
     with Image.open(tmp_path / "whole/images/boxed/boxed.jpg") as img:
         assert img.size == (224, 224)
-    assert whole["images/boxed/boxed.jpg"].boxes[0] == pytest.approx(box, abs=0.06)
+    assert whole["images/boxed/boxed.jpg"].boxes == [pytest.approx(box, abs=0.06), pytest.approx(into_bar, abs=0.06)]
 
 
 def test_trim_borders_must_be_true_or_false():

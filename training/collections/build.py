@@ -61,10 +61,16 @@ def shrink(rgb: np.ndarray, short_edge: int = SHORT_EDGE) -> Image.Image:
     return img
 
 
-def scale_boxes(boxes: Iterable, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0) -> list:
-    """Quadrilaterals (x1, y1, .., x4, y4) moved by (dx, dy), then scaled by (sx, sy)."""
-    return [[round((v + (dx if i % 2 == 0 else dy)) * (sx if i % 2 == 0 else sy), 1) for i, v in enumerate(box)]
-            for box in boxes]
+def scale_boxes(boxes: Iterable, sx: float, sy: float, dx: float = 0.0, dy: float = 0.0,
+                within: tuple[float, float] | None = None) -> list:
+    """Quadrilaterals (x1, y1, .., x4, y4) moved by (dx, dy), kept ``within`` (width, height) of
+    the moved frame when given (a box reaching into a trimmed bar ends at the content's edge), then
+    scaled by (sx, sy)."""
+    def moved(v: float, axis: int) -> float:
+        v += (dx, dy)[axis]
+        return v if within is None else min(max(v, 0.0), within[axis])
+
+    return [[round(moved(v, i % 2) * (sx, sy)[i % 2], 1) for i, v in enumerate(box)] for box in boxes]
 
 
 def trim_uniform_borders(rgb: np.ndarray, tolerance: int = 3, min_keep: float = 0.25) -> tuple[int, int, int, int]:
@@ -125,9 +131,10 @@ def build_collection(manifest: Manifest, out: Path, mirror, labels_dir, report: 
             (out / stored).parent.mkdir(parents=True, exist_ok=True)
             img.save(out / stored, "JPEG", quality=quality)
             sx, sy = img.width / rgb.shape[1], img.height / rgb.shape[0]
+            frame = (-x0, -y0, (x1 - x0, y1 - y0)) if manifest.trim_borders else (0.0, 0.0, None)
             record = {"path": stored, "label": entry["label"],
-                      "boxes": scale_boxes(entry.get("boxes", []), sx, sy, -x0, -y0),
-                      "ignore": scale_boxes(entry.get("ignore", []), sx, sy, -x0, -y0), "source": name,
+                      "boxes": scale_boxes(entry.get("boxes", []), sx, sy, *frame),
+                      "ignore": scale_boxes(entry.get("ignore", []), sx, sy, *frame), "source": name,
                       "split": EVAL_ONLY_SPLIT if manifest.eval_only else split_of(stored)}
             (labelled if entry["label"] in (TEXT, NON_TEXT) else unlabelled).append(record)
             report.count(name, {TEXT: "text", NON_TEXT: "non_text", UNLABELLED: "unlabelled"}[entry["label"]])
