@@ -15,8 +15,6 @@ is printed beside it, since a rule that wins on the basis must still keep dev.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +24,8 @@ from model.regions import grid_maxima
 from model.registry import load_checkpoint
 from training import metrics
 from training.config import DataConfig, default_data_root
+from training.data import load_records
+from training.evaluate import ALL_SPLITS
 from training.neverseen import threshold95
 from training.score_cache import ScoreCache
 from training.select import candidate_names, candidate_path
@@ -42,8 +42,7 @@ POOLS = {"new": "/work/pool-new", "people4": "/work/pool-people4", "extra": "/wo
 
 def cached_probs(cache: ScoreCache, checkpoint: str, root: str, split: str, preprocess) -> dict:
     cfg = DataConfig(root=root)
-    paths = [json.loads(line)["path"] for line in (Path(root) / cfg.labels_file).read_text().splitlines()
-             if split == "all" or json.loads(line)["split"] == split]
+    paths = [r.path for r in load_records(root, cfg.labels_file, None if split == ALL_SPLITS else split)]
     entry = cache.load(cache.key(checkpoint, cfg, split, preprocess), paths)
     if entry is None:
         raise SystemExit(f"{checkpoint} has no cached scores on {root} ({split}): score it with training.select first")
@@ -54,7 +53,7 @@ def figures(checkpoint: str, cache: ScoreCache) -> dict[str, dict]:
     _, meta = load_checkpoint(checkpoint)
     pre = preprocess_from_meta(meta)
     dev = cached_probs(cache, checkpoint, default_data_root(), "dev", pre)
-    pools = {name: cached_probs(cache, checkpoint, root, "all", pre) for name, root in POOLS.items()}
+    pools = {name: cached_probs(cache, checkpoint, root, ALL_SPLITS, pre) for name, root in POOLS.items()}
     out = {}
     for rule, fn in ALL_RULES.items():
         d = fn(dev["probs"])

@@ -124,14 +124,15 @@ def build_collection(manifest: Manifest, out: Path, mirror, labels_dir, report: 
             except (ImageDecodeError, OSError, ValueError) as e:
                 report.problem(name, path, f"cannot decode: {e}")
                 continue
-            x0, y0, x1, y1 = trim_uniform_borders(rgb) if manifest.trim_borders else (0, 0, rgb.shape[1], rgb.shape[0])
-            rgb = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+            frame = (0.0, 0.0, None)  # how the boxes move: (dx, dy, the stored content's width and height)
+            if manifest.trim_borders:
+                x0, y0, x1, y1 = trim_uniform_borders(rgb)
+                rgb, frame = np.ascontiguousarray(rgb[y0:y1, x0:x1]), (-x0, -y0, (x1 - x0, y1 - y0))
             img = shrink(rgb, short_edge)
             stored = manifest.stored_path(path)
             (out / stored).parent.mkdir(parents=True, exist_ok=True)
             img.save(out / stored, "JPEG", quality=quality)
             sx, sy = img.width / rgb.shape[1], img.height / rgb.shape[0]
-            frame = (-x0, -y0, (x1 - x0, y1 - y0)) if manifest.trim_borders else (0.0, 0.0, None)
             record = {"path": stored, "label": entry["label"],
                       "boxes": scale_boxes(entry.get("boxes", []), sx, sy, *frame),
                       "ignore": scale_boxes(entry.get("ignore", []), sx, sy, *frame), "source": name,
